@@ -1,0 +1,119 @@
+"""The Starlette app that puts a handler on the web: one catch-all PUT route."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import traceback
+from typing import Any
+
+import anyio.to_thread
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ._codec import decode, encode
+from ._errors import PayloadError
+from ._handler import HTTPDataHandler
+
+__all__ = ["HEALTH_PATH", "create_app"]
+
+HEALTH_PATH = "/healthz"
+"""GET here answers 200 while the server is ready: for load balancers and ``ping()``."""
+
+logger = logging.getLogger("dataserve")
+
+
+def create_app(
+    data_handler: type[HTTPDataHandler] | HTTPDataHandler,
+    *,
+    debug: bool = False,
+) -> Starlette:
+    """Return the ASGI app that serves ``data_handler`` at every PUT path.
+
+    ``data_handler`` is a subclass of HTTPDataHandler, made once with no arguments, or
+    an instance of one. With ``debug`` a failing handler's traceback goes back to the
+    caller. The app can be mounted into any Starlette or FastAPI app.
+    """
+    endpoint = _Endpoint(_as_handler(data_handler), debug=debug)
+    routes = [
+        Route(HEALTH_PATH, _health, methods=["GET"]),
+        Route("/{resource:path}", endpoint.handle, methods=["PUT", "HEAD"]),
+    ]
+    return Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
+
+
+def _as_handler(data_handler: type[HTTPDataHandler] | HTTPDataHandler) -> HTTPDataHandler:
+    handler = data_handler() if isinstance(data_handler, type) else data_handler
+    if not isinstance(handler, HTTPDataHandler):
+        raise TypeError(
+            f"{data_handler!r} is not an HTTPDataHandler: derive your class from "
+            "dataserve.HTTPDataHandler and override handle_request(self, resource, payload)"
+        )
+    if type(handler).handle_request is HTTPDataHandler.handle_request:
+        raise TypeError(f"{type(handler).__name__} must override handle_request(self, resource, payload)")
+    return handler
+
+
+class _Endpoint:
+    """Decodes a call, runs the handler on it and encodes its reply or its failure."""
+
+    def __init__(self, handler: HTTPDataHandler, *, debug: bool) -> None:
+        self.handler = handler
+        self.name = type(handler).__name__
+        self.debug = debug
+        self.is_async = inspect.iscoroutinefunction(handler.handle_request)
+
+    async def handle(self, request: Request) -> Response:
+        if request.method == "HEAD":
+            return Response()
+        resource = "/" + request.path_params["resource"]
+        try:
+            payload = decode(await request.body(), request.headers.get("content-type"))
+        except PayloadError as exc:
+            code = "unsupported_media_type" if exc.status == 415 else "bad_payload"
+            return error_response(exc.status, code, str(exc))
+        try:
+            reply = await self._handle(resource, payload)
+        except Exception as exc:
+            logger.exception("%s.handle_request failed on %s", self.name, resource)
+            extra = {"exception": type(exc).__name__}
+            if self.debug:
+                extra["traceback"] = traceback.format_exc()
+            return error_response(500, "handler_error", f"{type(exc).__name__}: {exc}", **extra)
+        if reply is None:
+            return error_response(404, "not_found", f"{self.name} does not handle the resource {resource!r}")
+        try:
+            body, content_type = encode(reply)
+        except PayloadError as exc:
+            message = f"{self.name}.handle_request returned a value that cannot be sent: {exc}"
+            logger.error("%s", message)
+            return error_response(500, "handler_error", message, exception="PayloadError")
+        return Response(body, headers={"content-type": content_type})
+
+    async def _handle(self, resource: str, payload: Any) -> Any:
+        if self.is_async:
+            return await self.handler.handle_request(resource, payload)
+        return await anyio.to_thread.run_sync(self.handler.handle_request, resource, payload)
+
+
+def error_response(status: int, error: str, message: str, **extra: str) -> JSONResponse:
+    """The JSON body ``{"error": ..., "message": ...}`` that every failure carries."""
+    return JSONResponse({"error": error, "message": message, **extra}, status_code=status)
+
+
+async def _health(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    error = "method_not_allowed" if exc.status_code == 405 else "http_error"
+    message = exc.detail
+    if exc.status_code == 405:
+        message = f"{request.method} is not supported: dataserve answers PUT (and HEAD) on every path"
+    response = error_response(exc.status_code, error, message)
+    response.headers.update(exc.headers or {})
+    return response

@@ -1,0 +1,144 @@
+"""The client that calls a dataserve server and hands back its replies as Python values."""
+
+from __future__ import annotations
+
+import json
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from ._app import HEALTH_PATH
+from ._codec import decode, encode
+from ._errors import DataServeError, PayloadError, RemoteError, ResourceNotFound, ServerUnavailable
+
+__all__ = ["HTTPDataClient"]
+
+DEFAULT_TIMEOUT = 60.0
+"""Seconds a call waits for the server to accept, take the payload, and reply."""
+
+
+class HTTPDataClient:
+    """Calls the handler of a dataserve server over one pooled keep-alive connection.
+
+    ``HTTPDataClient(5001)`` reaches ``http://localhost:5001``. ``address`` may end in a
+    colon (``"http://10.0.0.2:"``), name a host (``"http://10.0.0.2"``), or be a full base
+    URL (``"http://10.0.0.2:8000/data"``), whose port wins over ``port``. ``timeout``
+    bounds each call in seconds (None waits for ever). Close the client when done, or
+    use it as a context manager.
+    """
+
+    def __init__(
+        self,
+        port: int | None = None,
+        address: str = "http://localhost:",
+        *,
+        timeout: float | None = DEFAULT_TIMEOUT,
+    ) -> None:
+        self.base_url = base_url(port, address)
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout)
+
+    def send(self, resource: str, payload: Any = None) -> Any:
+        """Send ``payload`` to ``resource`` and return the handler's reply.
+
+        ``payload`` is a str, a JSON-able value, bytes-like, or None. Raises
+        ResourceNotFound, RemoteError, PayloadError or ServerUnavailable.
+        """
+        body, content_type = encode(payload)
+        path = resource_path(resource)
+        try:
+            response = self._http.put(path, content=body, headers={"content-type": content_type})
+        except httpx.TransportError as exc:
+            raise unavailable(self.base_url, exc) from exc
+        return reply_value(response, path)
+
+    def ping(self) -> bool:
+        """Return True if the server is up and ready, False if it is up but not ready yet.
+
+        Raises ServerUnavailable if nothing answers.
+        """
+        try:
+            response = self._http.get(HEALTH_PATH)
+        except httpx.TransportError as exc:
+            raise unavailable(self.base_url, exc) from exc
+        return response.status_code == 200
+
+    def close(self) -> None:
+        """Close the pooled connection; the client cannot send afterwards."""
+        self._http.close()
+
+    def __enter__(self) -> HTTPDataClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.base_url!r})"
+
+
+def base_url(port: int | None, address: str) -> str:
+    """The server's base URL from the seed's ``(port, address)`` pair."""
+    if "://" not in address:
+        address = "http://" + address
+    if address.endswith(":"):
+        if port is None:
+            raise ValueError(f"address {address!r} ends in a colon: pass the port too")
+        return f"{address}{port}"
+    url = httpx.URL(address)
+    if url.port is None and port is not None:
+        url = url.copy_with(port=port)
+    return str(url).rstrip("/")
+
+
+def resource_path(resource: str) -> str:
+    """The request path for ``resource``, which gets a leading ``/`` if it has none."""
+    return resource if resource.startswith("/") else "/" + resource
+
+
+def reply_value(response: httpx.Response, resource: str) -> Any:
+    """The value a reply carries, or the typed exception its status code stands for."""
+    if response.status_code == 200:
+        return decode(response.content, response.headers.get("content-type"))
+    raise status_error(response, resource)
+
+
+def status_error(response: httpx.Response, resource: str) -> DataServeError:
+    """The exception for a reply that is not 200, with the server's message."""
+    status = response.status_code
+    try:
+        error = json.loads(response.content)
+        message = str(error["message"])
+    except (ValueError, KeyError, TypeError):
+        error, message = {}, response.text[:200] or response.reason_phrase
+    where = f"{response.request.method} {response.request.url}"
+    if status == 404:
+        return ResourceNotFound(f"{message} (404 from {where})", resource=resource)
+    if status == 500:
+        return RemoteError(
+            f"the handler failed on {resource!r}: {message}",
+            remote_type=str(error.get("exception", "")),
+            remote_message=message,
+            remote_traceback=error.get("traceback"),
+        )
+    if status in (400, 413, 415):
+        return PayloadError(f"the server refused the payload: {message} ({status} from {where})", status=status)
+    return DataServeError(f"unexpected {status} {response.reason_phrase} from {where}: {message}")
+
+
+def unavailable(url: str, exc: httpx.TransportError) -> ServerUnavailable:
+    """The ServerUnavailable for a transport failure, saying what to check."""
+    if isinstance(exc, httpx.TimeoutException):
+        return ServerUnavailable(
+            f"no reply from {url} in time ({type(exc).__name__}); check that the server at {url} "
+            "is running and not overloaded, or raise the client's timeout"
+        )
+    return ServerUnavailable(
+        f"cannot reach a dataserve server at {url} ({type(exc).__name__}: {exc}); "
+        f"check that the server is running and listening at {url}"
+    )
