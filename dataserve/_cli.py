@@ -56,7 +56,11 @@ def demo() -> int:
         print(f"dataserve demo: serving DemoHandler on {server.url}")
         with HTTPDataClient(server.port, "http://127.0.0.1:") as client:
             for resource, payload in calls:
-                shown = f"client.send({resource!r})" if payload is None else f"client.send({resource!r}, {payload!r})"
+                shown = (
+                    f"client.send({resource!r})"
+                    if payload is None
+                    else f"client.send({resource!r}, {payload!r})"
+                )
                 try:
                     print(f"{shown} -> {client.send(resource, payload)!r}")
                 except DataServeError as exc:

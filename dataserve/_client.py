@@ -127,7 +127,9 @@ def status_error(response: httpx.Response, resource: str) -> DataServeError:
             remote_traceback=error.get("traceback"),
         )
     if status in (400, 413, 415):
-        return PayloadError(f"the server refused the payload: {message} ({status} from {where})", status=status)
+        return PayloadError(
+            f"the server refused the payload: {message} ({status} from {where})", status=status
+        )
     return DataServeError(f"unexpected {status} {response.reason_phrase} from {where}: {message}")
 
 

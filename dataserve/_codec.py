@@ -69,8 +69,7 @@ def decode(body: bytes, content_type: str | None) -> Any:
         if not body:
             return None
         raise PayloadError(
-            f"a body without a Content-Type cannot be decoded; send it as {TEXT}, "
-            f"{JSON} or {BYTES}",
+            f"a body without a Content-Type cannot be decoded; send it as {TEXT}, {JSON} or {BYTES}",
             status=415,
         )
     media_type, _, params = content_type.partition(";")

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import uvicorn
+from starlette.applications import Starlette
 
 from ._app import create_app
 from ._errors import DataServeError
@@ -37,11 +38,8 @@ def run_http_server(
     server = uvicorn.Server(_config(app, log_level))
     url = _url(host, sock.getsockname()[1])
     print(f"dataserve: serving {_name(data_handler)} on {url} (press Ctrl-C to stop)", flush=True)
-    with sock, _signals_interrupt():
-        try:
-            server.run(sockets=[sock])
-        except KeyboardInterrupt:
-            pass
+    with sock, _signals_interrupt(), contextlib.suppress(KeyboardInterrupt):
+        server.run(sockets=[sock])
     print("dataserve: stopped", flush=True)
 
 
@@ -93,7 +91,7 @@ def serve(
             thread.join()
 
 
-def _config(app: object, log_level: str) -> uvicorn.Config:
+def _config(app: Starlette, log_level: str) -> uvicorn.Config:
     return uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="on")
 
 

@@ -1,0 +1,67 @@
+"""Handlers and real loopback servers shared by the tests."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import dataserve
+
+
+class EchoHandler(dataserve.HTTPDataHandler):
+    """Answers every resource with what it was sent; a few resources do more."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.lock = threading.Lock()
+
+    def handle_request(self, resource: str, payload: Any) -> Any:
+        with self.lock:
+            self.calls += 1
+        if resource == "/missing":
+            return None
+        if resource == "/fail":
+            raise ValueError(f"cannot handle {payload!r}")
+        if resource == "/set":
+            return {1, 2}
+        if resource == "/calls":
+            return self.calls
+        if resource == "/sleep":
+            time.sleep(float(payload))
+            return "slept"
+        if resource == "/type":
+            return type(payload).__name__
+        return payload
+
+
+class AsyncEchoHandler(dataserve.HTTPDataHandler):
+    """An ``async def`` handler that echoes, sleeping on the event loop when asked."""
+
+    async def handle_request(self, resource: str, payload: Any) -> Any:
+        if resource == "/sleep":
+            await asyncio.sleep(float(payload))
+            return "slept"
+        return payload
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[dataserve.RunningServer]:
+    """A real server of EchoHandler on 127.0.0.1, shared by the tests of one module."""
+    with dataserve.serve(EchoHandler, port=0) as running:
+        yield running
+
+
+@pytest.fixture
+def client(server: dataserve.RunningServer) -> Iterator[dataserve.HTTPDataClient]:
+    with dataserve.HTTPDataClient(server.port, "http://127.0.0.1:", timeout=30) as http_client:
+        yield http_client
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"

@@ -1,0 +1,188 @@
+"""The app in process, through httpx's ASGI transport: statuses, bodies and routing."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from dataserve import HTTPDataHandler, create_app
+from tests.conftest import AsyncEchoHandler, EchoHandler
+
+pytestmark = pytest.mark.anyio
+
+
+def app_client_for(handler: Any, **options: Any) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=create_app(handler, **options))
+    return httpx.AsyncClient(transport=transport, base_url="http://dataserve.test")
+
+
+@pytest.fixture
+async def app_client() -> AsyncIterator[httpx.AsyncClient]:
+    async with app_client_for(EchoHandler) as test_client:
+        yield test_client
+
+
+async def put(
+    test_client: httpx.AsyncClient, path: str, body: bytes = b"", content_type: str | None = None
+) -> httpx.Response:
+    headers = {"content-type": content_type} if content_type else {}
+    return await test_client.put(path, content=body, headers=headers)
+
+
+async def test_json_body_reaches_handler_and_reply_is_json(app_client: httpx.AsyncClient) -> None:
+    response = await put(app_client, "/xdata", b"[1, 2]", "application/json")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == [1, 2]
+
+
+async def test_text_reply_is_utf8_text(app_client: httpx.AsyncClient) -> None:
+    response = await put(app_client, "/r", "é".encode(), "text/plain; charset=utf-8")
+    assert response.headers["content-type"] == "text/plain; charset=utf-8"
+    assert response.text == "é"
+
+
+async def test_bytes_reply_is_octet_stream(app_client: httpx.AsyncClient) -> None:
+    response = await put(app_client, "/r", b"\x00\xff", "application/octet-stream")
+    assert response.headers["content-type"] == "application/octet-stream"
+    assert response.content == b"\x00\xff"
+
+
+async def test_empty_body_without_content_type_is_none(app_client: httpx.AsyncClient) -> None:
+    assert (await put(app_client, "/type")).text == "NoneType"
+
+
+async def test_handler_returning_none_is_404(app_client: httpx.AsyncClient) -> None:
+    response = await put(app_client, "/missing", b"1", "application/json")
+    assert response.status_code == 404
+    assert response.json() == {
+        "error": "not_found",
+        "message": "EchoHandler does not handle the resource '/missing'",
+    }
+
+
+async def test_handler_raising_is_500_with_type_and_message(app_client: httpx.AsyncClient) -> None:
+    response = await put(app_client, "/fail", b"7", "application/json")
+    assert response.status_code == 500
+    assert response.json() == {
+        "error": "handler_error",
+        "message": "ValueError: cannot handle 7",
+        "exception": "ValueError",
+    }
+
+
+async def test_server_keeps_serving_after_handler_raises(app_client: httpx.AsyncClient) -> None:
+    await put(app_client, "/fail", b"7", "application/json")
+    assert (await put(app_client, "/r", b"8", "application/json")).json() == 8
+
+
+async def test_traceback_goes_back_only_in_debug_mode() -> None:
+    async with app_client_for(EchoHandler, debug=True) as test_client:
+        body = (await put(test_client, "/fail", b"7", "application/json")).json()
+    assert "Traceback (most recent call last)" in body["traceback"]
+    assert "cannot handle 7" in body["traceback"]
+
+
+async def test_unsupported_reply_type_is_500(app_client: httpx.AsyncClient) -> None:
+    response = await put(app_client, "/set")
+    assert response.status_code == 500
+    assert response.json()["exception"] == "PayloadError"
+    assert "cannot send a value of type set" in response.json()["message"]
+
+
+async def test_bad_json_is_400(app_client: httpx.AsyncClient) -> None:
+    response = await put(app_client, "/r", b"{nope", "application/json")
+    assert response.status_code == 400
+    assert response.json()["error"] == "bad_payload"
+
+
+async def test_bad_utf8_is_400(app_client: httpx.AsyncClient) -> None:
+    response = await put(app_client, "/r", b"\xc3\x28", "text/plain; charset=utf-8")
+    assert response.status_code == 400
+    assert "not valid utf-8" in response.json()["message"]
+
+
+async def test_unknown_content_type_is_415(app_client: httpx.AsyncClient) -> None:
+    response = await put(app_client, "/r", b"<x/>", "application/xml")
+    assert response.status_code == 415
+    assert response.json()["error"] == "unsupported_media_type"
+
+
+@pytest.mark.parametrize("method", ["GET", "POST", "DELETE", "PATCH"])
+async def test_other_methods_are_405_with_allow_header(app_client: httpx.AsyncClient, method: str) -> None:
+    response = await app_client.request(method, "/xdata")
+    assert response.status_code == 405
+    assert set(response.headers["allow"].replace(" ", "").split(",")) == {"PUT", "HEAD"}
+    assert response.json()["error"] == "method_not_allowed"
+
+
+@pytest.mark.parametrize("path", ["/", "/xdata", "/a/b/c"])
+async def test_head_answers_200_on_any_path(app_client: httpx.AsyncClient, path: str) -> None:
+    assert (await app_client.head(path)).status_code == 200
+
+
+async def test_health_check_answers_200(app_client: httpx.AsyncClient) -> None:
+    response = await app_client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+async def test_put_to_health_path_reaches_handler(app_client: httpx.AsyncClient) -> None:
+    assert (await put(app_client, "/healthz", b'"x"', "application/json")).text == "x"
+
+
+async def test_resource_is_path_without_query_string() -> None:
+    seen: list[str] = []
+
+    class Recorder(HTTPDataHandler):
+        def handle_request(self, resource: str, payload: Any) -> Any:
+            seen.append(resource)
+            return 0
+
+    async with app_client_for(Recorder) as test_client:
+        await put(test_client, "/a/b?x=1&y=2")
+        await put(test_client, "/")
+    assert seen == ["/a/b", "/"]
+
+
+async def test_one_handler_instance_serves_every_call(app_client: httpx.AsyncClient) -> None:
+    counts = [(await put(app_client, "/calls")).json() for _ in range(3)]
+    assert counts == [1, 2, 3]
+
+
+async def test_handler_instance_is_served_as_given() -> None:
+    handler = EchoHandler()
+    async with app_client_for(handler) as test_client:
+        await put(test_client, "/r")
+        await put(test_client, "/r")
+    assert handler.calls == 2
+
+
+async def test_async_handler_is_awaited() -> None:
+    async with app_client_for(AsyncEchoHandler) as test_client:
+        assert (await put(test_client, "/r", b"[1]", "application/json")).json() == [1]
+
+
+async def test_class_not_derived_from_handler_is_refused() -> None:
+    class NotAHandler:
+        def handle_request(self, resource: str, payload: Any) -> Any:
+            return payload
+
+    with pytest.raises(TypeError, match=r"derive your class from dataserve\.HTTPDataHandler"):
+        create_app(NotAHandler)  # type: ignore[arg-type]
+
+
+async def test_handler_without_handle_request_is_refused() -> None:
+    class Empty(HTTPDataHandler):
+        pass
+
+    with pytest.raises(TypeError, match="Empty must override handle_request"):
+        create_app(Empty)
+
+
+async def test_base_handle_request_says_to_override_it() -> None:
+    with pytest.raises(NotImplementedError, match="must override handle_request"):
+        HTTPDataHandler().handle_request("/r", None)

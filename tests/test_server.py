@@ -1,0 +1,140 @@
+"""run_http_server in a real process, and serve() in a background thread."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import dataserve
+from dataserve import DataServeError, HTTPDataClient, ServerUnavailable
+from tests.conftest import EchoHandler
+
+SERVER_SCRIPT = """
+import sys
+from dataserve import HTTPDataHandler, run_http_server
+
+class Doubler(HTTPDataHandler):
+    def handle_request(self, resource, payload):
+        if resource == "/sleep":
+            import time
+            time.sleep(payload)
+        return payload * 2
+
+run_http_server(int(sys.argv[1]), Doubler)
+"""
+
+
+class ServerProcess:
+    """A ``run_http_server`` script in its own process, with the port it printed."""
+
+    def __init__(self, script_dir: Path, port: int = 0) -> None:
+        script = script_dir / "server.py"
+        script.write_text(textwrap.dedent(SERVER_SCRIPT))
+        self.process = subprocess.Popen(
+            [sys.executable, str(script), str(port)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        self.first_line = self.process.stdout.readline()
+        match = re.search(r"on http://127\.0\.0\.1:(\d+) ", self.first_line)
+        assert match, f"unexpected first line {self.first_line!r}; stderr: {self.process.stderr.read()}"  # type: ignore[union-attr]
+        self.port = int(match.group(1))
+
+    def stop(self, sig: int) -> tuple[int, str, str]:
+        self.process.send_signal(sig)
+        out, err = self.process.communicate(timeout=30)
+        return self.process.returncode, out, err
+
+
+@pytest.fixture
+def server_process(tmp_path: Path) -> Iterator[ServerProcess]:
+    process = ServerProcess(tmp_path)
+    yield process
+    if process.process.poll() is None:
+        process.process.kill()
+        process.process.wait(10)
+
+
+def test_port_0_prints_the_real_port_and_how_to_stop(server_process: ServerProcess) -> None:
+    assert server_process.port != 0
+    assert server_process.first_line == (
+        f"dataserve: serving Doubler on http://127.0.0.1:{server_process.port} (press Ctrl-C to stop)\n"
+    )
+
+
+def test_server_process_answers_calls(server_process: ServerProcess) -> None:
+    with HTTPDataClient(server_process.port) as client:
+        assert client.send("/xdata", [1, 2]) == [1, 2, 1, 2]
+        assert client.send("/t", "ab") == "abab"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_stops_server_cleanly(server_process: ServerProcess, sig: int) -> None:
+    with HTTPDataClient(server_process.port, "http://127.0.0.1:") as client:
+        assert client.send("/r", 1) == 2
+    returncode, out, err = server_process.stop(sig)
+    assert returncode == 0
+    assert "Traceback" not in err
+    assert out == "dataserve: stopped\n"
+
+
+def test_port_in_use_is_a_clear_error() -> None:
+    with (
+        dataserve.serve(EchoHandler) as running,
+        pytest.raises(DataServeError, match=rf"cannot listen on 127\.0\.0\.1:{running.port}"),
+    ):
+        dataserve.run_http_server(running.port, EchoHandler)
+
+
+def test_serve_exposes_port_and_url() -> None:
+    with dataserve.serve(EchoHandler, port=0) as running:
+        assert running.port > 0
+        assert running.url == f"http://127.0.0.1:{running.port}"
+        with HTTPDataClient(address=running.url) as client:
+            assert client.send("/r", "up") == "up"
+
+
+def test_serve_stops_server_on_exit() -> None:
+    with dataserve.serve(EchoHandler) as running:
+        pass
+    with HTTPDataClient(address=running.url, timeout=5) as client, pytest.raises(ServerUnavailable):
+        client.send("/r", 1)
+
+
+def test_serve_twice_on_one_port_fails_clearly() -> None:
+    with (
+        dataserve.serve(EchoHandler) as running,
+        pytest.raises(DataServeError, match="choose another port"),
+        dataserve.serve(EchoHandler, port=running.port),
+    ):
+        pass
+
+
+def test_serve_takes_a_handler_instance() -> None:
+    handler = EchoHandler()
+    with dataserve.serve(handler) as running, HTTPDataClient(address=running.url) as client:
+        client.send("/r", 1)
+    assert handler.calls == 1
+
+
+def test_serve_on_ipv6_loopback_brackets_the_host() -> None:
+    try:
+        context = dataserve.serve(EchoHandler, host="::1")
+        running = context.__enter__()
+    except DataServeError:
+        pytest.skip("no IPv6 loopback on this machine")
+    try:
+        assert running.url == f"http://[::1]:{running.port}"
+        with HTTPDataClient(address=running.url) as client:
+            assert client.send("/r", 6) == 6
+    finally:
+        context.__exit__(None, None, None)
