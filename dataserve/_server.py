@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import signal
 import socket
 import threading
@@ -11,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import uvicorn
+import uvicorn.config
 from starlette.applications import Starlette
 
 from ._app import create_app
@@ -92,7 +94,9 @@ def serve(
 
 
 def _config(app: Starlette, log_level: str) -> uvicorn.Config:
-    return uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="on")
+    log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    log_config["loggers"]["dataserve"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    return uvicorn.Config(app, log_level=log_level, log_config=log_config, access_log=False, lifespan="on")
 
 
 def _bind(host: str, port: int) -> socket.socket:

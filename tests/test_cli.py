@@ -39,3 +39,8 @@ def test_unknown_command_exits_2_with_usage(capsys: pytest.CaptureFixture[str]) 
         main(["nope"])
     assert info.value.code == 2
     assert "usage: dataserve" in capsys.readouterr().err
+
+
+def test_demo_in_process_returns_0(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo"]) == 0
+    assert "client.send('/ydata') -> 2" in capsys.readouterr().out

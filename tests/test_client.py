@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import socket
 import threading
+import time
 from typing import Any
 
 import httpx
@@ -206,6 +207,21 @@ def test_threads_sharing_one_client_get_their_own_replies(client: HTTPDataClient
     assert replies == {index: {"index": index} for index in range(16)}
 
 
+def test_slow_sync_handler_does_not_block_other_calls(server: RunningServer) -> None:
+    def slow_call() -> None:
+        with HTTPDataClient(server.port, "http://127.0.0.1:") as slow_client:
+            slow_client.send("/sleep", 1.0)
+
+    thread = threading.Thread(target=slow_call)
+    thread.start()
+    time.sleep(0.2)  # let the slow call reach the handler first
+    try:
+        with HTTPDataClient(server.port, "http://127.0.0.1:", timeout=0.5) as other:
+            assert other.send("/r", "not blocked") == "not blocked"
+    finally:
+        thread.join(10)
+
+
 def test_slow_sync_handler_does_not_block_health_check(server: RunningServer) -> None:
     def slow_call() -> None:
         with HTTPDataClient(server.port, "http://127.0.0.1:") as slow_client:
@@ -213,6 +229,7 @@ def test_slow_sync_handler_does_not_block_health_check(server: RunningServer) ->
 
     thread = threading.Thread(target=slow_call)
     thread.start()
+    time.sleep(0.2)  # let the slow call reach the handler first
     try:
         with HTTPDataClient(server.port, "http://127.0.0.1:", timeout=0.5) as other:
             assert other.ping() is True
