@@ -73,8 +73,9 @@ class _Endpoint:
         try:
             payload = decode(await request.body(), request.headers.get("content-type"))
         except PayloadError as exc:
-            code = "unsupported_media_type" if exc.status == 415 else "bad_payload"
-            return error_response(exc.status, code, str(exc))
+            if exc.status == 415:
+                return error_response(415, "unsupported_media_type", str(exc))
+            return error_response(400, "bad_payload", str(exc))
         try:
             reply = await self._handle(resource, payload)
         except Exception as exc:
@@ -82,7 +83,7 @@ class _Endpoint:
             extra = {"exception": type(exc).__name__}
             if self.debug:
                 extra["traceback"] = traceback.format_exc()
-            return error_response(500, "handler_error", f"{type(exc).__name__}: {exc}", **extra)
+            return error_response(500, "handler_error", str(exc), **extra)
         if reply is None:
             return error_response(404, "not_found", f"{self.name} does not handle the resource {resource!r}")
         try:
@@ -110,10 +111,11 @@ async def _health(request: Request) -> Response:
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    error = "method_not_allowed" if exc.status_code == 405 else "http_error"
-    message = exc.detail
-    if exc.status_code == 405:
-        message = f"{request.method} is not supported: dataserve answers PUT (and HEAD) on every path"
-    response = error_response(exc.status_code, error, message)
-    response.headers.update(exc.headers or {})
+    headers = dict(exc.headers or {})
+    if exc.status_code != 405:
+        return error_response(exc.status_code, "http_error", exc.detail)
+    allow = ", ".join(sorted(method.strip() for method in headers.get("Allow", "").split(",")))
+    message = f"{request.method} is not allowed on {request.url.path}: send {allow}"
+    response = error_response(405, "method_not_allowed", message)
+    response.headers["Allow"] = allow
     return response

@@ -23,9 +23,9 @@ class HTTPDataClient:
 
     ``HTTPDataClient(5001)`` reaches ``http://localhost:5001``. ``address`` may end in a
     colon (``"http://10.0.0.2:"``), name a host (``"http://10.0.0.2"``), or be a full base
-    URL (``"http://10.0.0.2:8000/data"``), whose port wins over ``port``. ``timeout``
-    bounds each call in seconds (None waits for ever). Close the client when done, or
-    use it as a context manager.
+    URL (``"http://10.0.0.2:8000/data"``), whose port wins over ``port``. ``timeout`` is
+    how many seconds a call waits to connect, to send, and for the reply, each (None
+    waits for ever). Close the client when done, or use it as a context manager.
     """
 
     def __init__(
@@ -46,10 +46,7 @@ class HTTPDataClient:
         """
         body, content_type = encode(payload)
         path = resource_path(resource)
-        try:
-            response = self._http.put(path, content=body, headers={"content-type": content_type})
-        except httpx.TransportError as exc:
-            raise unavailable(self.base_url, exc) from exc
+        response = self._request("PUT", path, content=body, headers={"content-type": content_type})
         return reply_value(response, path)
 
     def ping(self) -> bool:
@@ -57,11 +54,15 @@ class HTTPDataClient:
 
         Raises ServerUnavailable if nothing answers.
         """
+        return self._request("GET", HEALTH_PATH).status_code == 200
+
+    def _request(self, method: str, path: str, **options: Any) -> httpx.Response:
+        if self._http.is_closed:
+            raise DataServeError(f"{self!r} is closed; make a new client to call the server again")
         try:
-            response = self._http.get(HEALTH_PATH)
+            return self._http.request(method, path, **options)
         except httpx.TransportError as exc:
             raise unavailable(self.base_url, exc) from exc
-        return response.status_code == 200
 
     def close(self) -> None:
         """Close the pooled connection; the client cannot send afterwards."""
@@ -120,9 +121,10 @@ def status_error(response: httpx.Response, resource: str) -> DataServeError:
     if status == 404:
         return ResourceNotFound(f"{message} (404 from {where})", resource=resource)
     if status == 500:
+        remote_type = str(error.get("exception", "Exception"))
         return RemoteError(
-            f"the handler failed on {resource!r}: {message}",
-            remote_type=str(error.get("exception", "")),
+            f"the handler failed on {where}: {remote_type}: {message}",
+            remote_type=remote_type,
             remote_message=message,
             remote_traceback=error.get("traceback"),
         )

@@ -23,7 +23,8 @@ JSON = "application/json"
 BYTES = "application/octet-stream"
 
 _ALLOWED = (
-    "str, a JSON-able value (None, bool, int, float, list, tuple, dict with str keys) "
+    "str, a JSON-able value (None, bool, int, float, list, tuple, dict with str, int, float, bool "
+    "or None keys) "
     "or bytes-like (bytes, bytearray, memoryview)"
 )
 _JSON_TYPES = (dict, list, tuple, int, float, type(None))
@@ -79,7 +80,7 @@ def decode(body: bytes, content_type: str | None) -> Any:
             return json.loads(body)
         except (ValueError, RecursionError) as exc:
             detail = "too deeply nested" if isinstance(exc, RecursionError) else str(exc)
-            raise PayloadError(f"the body is not valid JSON: {detail}") from None
+            raise PayloadError(f"the body is not valid JSON: {detail}", status=400) from None
     if media_type == "application/octet-stream":
         return body
     if media_type == "text/plain":
@@ -87,7 +88,7 @@ def decode(body: bytes, content_type: str | None) -> Any:
         try:
             return body.decode(charset)
         except UnicodeDecodeError as exc:
-            raise PayloadError(f"the body is not valid {charset} text: {exc}") from None
+            raise PayloadError(f"the body is not valid {charset} text: {exc}", status=400) from None
         except LookupError:
             raise PayloadError(f"unknown charset {charset!r}; send text as utf-8", status=415) from None
     raise PayloadError(

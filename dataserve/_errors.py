@@ -52,12 +52,12 @@ class RemoteError(DataServeError):
 class PayloadError(DataServeError):
     """A value that dataserve cannot encode, or a body the other side cannot decode.
 
-    ``status`` is the HTTP status the server answers with when it refuses a body:
-    400 for a body that does not decode as its Content-Type says, 415 for an unknown
-    Content-Type. A value refused by the client before sending keeps the default.
+    ``status`` is the HTTP status that stands for the refusal: 400 for a body that does
+    not decode as its Content-Type says, 413 for one too large, 415 for an unknown
+    Content-Type. It is None for a value refused before anything was sent.
     """
 
-    def __init__(self, message: str, *, status: int = 400) -> None:
+    def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
 

@@ -69,7 +69,7 @@ async def test_handler_raising_is_500_with_type_and_message(app_client: httpx.As
     assert response.status_code == 500
     assert response.json() == {
         "error": "handler_error",
-        "message": "ValueError: cannot handle 7",
+        "message": "cannot handle 7",
         "exception": "ValueError",
     }
 
@@ -115,8 +115,17 @@ async def test_unknown_content_type_is_415(app_client: httpx.AsyncClient) -> Non
 async def test_other_methods_are_405_with_allow_header(app_client: httpx.AsyncClient, method: str) -> None:
     response = await app_client.request(method, "/xdata")
     assert response.status_code == 405
-    assert set(response.headers["allow"].replace(" ", "").split(",")) == {"PUT", "HEAD"}
-    assert response.json()["error"] == "method_not_allowed"
+    assert response.headers["allow"] == "HEAD, PUT"
+    assert response.json() == {
+        "error": "method_not_allowed",
+        "message": f"{method} is not allowed on /xdata: send HEAD, PUT",
+    }
+
+
+async def test_health_path_is_405_for_methods_other_than_get(app_client: httpx.AsyncClient) -> None:
+    response = await app_client.post("/healthz")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, HEAD"
 
 
 @pytest.mark.parametrize("path", ["/", "/xdata", "/a/b/c"])

@@ -96,10 +96,11 @@ def test_unhandled_resource_raises_resource_not_found(client: HTTPDataClient) ->
 
 
 def test_failing_handler_raises_remote_error_with_type_and_message(client: HTTPDataClient) -> None:
-    with pytest.raises(RemoteError, match="ValueError: cannot handle 3") as info:
+    expected = r"failed on PUT http://\S+/fail: ValueError: cannot handle 3"
+    with pytest.raises(RemoteError, match=expected) as info:
         client.send("/fail", 3)
     assert info.value.remote_type == "ValueError"
-    assert info.value.remote_message == "ValueError: cannot handle 3"
+    assert info.value.remote_message == "cannot handle 3"
     assert info.value.remote_traceback is None
 
 
@@ -118,8 +119,9 @@ def test_unsupported_reply_raises_remote_error(client: HTTPDataClient) -> None:
 
 def test_unencodable_payload_is_refused_before_sending(client: HTTPDataClient) -> None:
     before = client.send("/calls")
-    with pytest.raises(PayloadError, match="cannot send a value of type set"):
+    with pytest.raises(PayloadError, match="cannot send a value of type set") as info:
         client.send("/r", {1, 2})
+    assert info.value.status is None
     assert client.send("/calls") == before + 1
 
 
@@ -179,8 +181,10 @@ def test_calls_reuse_one_pooled_connection(client: HTTPDataClient) -> None:
 def test_closed_client_cannot_send(server: RunningServer) -> None:
     client = HTTPDataClient(server.port, "http://127.0.0.1:")
     client.close()
-    with pytest.raises(RuntimeError):
+    with pytest.raises(dataserve.DataServeError, match="is closed; make a new client"):
         client.send("/r", 1)
+    with pytest.raises(dataserve.DataServeError, match="is closed"):
+        client.ping()
 
 
 def test_context_manager_closes_client(server: RunningServer) -> None:
