@@ -21,6 +21,9 @@ from ._handler import HTTPDataHandler
 
 __all__ = ["RunningServer", "run_http_server", "serve"]
 
+_STOP_TIMEOUT = 10.0
+"""Seconds to wait for a server that failed to start to wind down."""
+
 
 def run_http_server(
     port: int,
@@ -83,8 +86,11 @@ def serve(
         while not server.started:
             if not thread.is_alive() or time.monotonic() > deadline:
                 server.should_exit = True
-                thread.join(startup_timeout)
-                raise DataServeError(f"the server for {_name(data_handler)} did not start; see the log above")
+                thread.join(_STOP_TIMEOUT)
+                raise DataServeError(
+                    f"the server for {_name(data_handler)} did not start within {startup_timeout} s; "
+                    "see the log above"
+                )
             time.sleep(0.005)
         try:
             yield RunningServer(host, sock.getsockname()[1])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -11,6 +12,13 @@ from typing import Any
 import pytest
 
 import dataserve
+
+
+def free_port() -> int:
+    """A port nothing listens on (bound, read, and released again)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 class EchoHandler(dataserve.HTTPDataHandler):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import socket
 import threading
 import time
 from typing import Any
@@ -23,19 +22,13 @@ from dataserve import (
     ServerUnavailable,
 )
 from dataserve._client import base_url, reply_value
+from tests.conftest import free_port
 from tests.test_codec import json_values, same
 
 MiB = 2**20
 network = settings(
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-
-
-def free_port() -> int:
-    """A port nothing listens on (bound, read, and released again)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.mark.parametrize(
@@ -164,6 +157,14 @@ def test_call_past_timeout_raises_server_unavailable(server: RunningServer) -> N
 
 def test_ping_is_true_for_running_server(client: HTTPDataClient) -> None:
     assert client.ping() is True
+
+
+def test_ping_is_false_when_health_check_answers_not_ready(client: HTTPDataClient) -> None:
+    def not_ready(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(503, json={"status": "starting"})
+
+    client._http = httpx.Client(base_url=client.base_url, transport=httpx.MockTransport(not_ready))
+    assert client.ping() is False
 
 
 def test_ping_raises_server_unavailable_when_nothing_listens() -> None:

@@ -8,7 +8,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from tests.test_client import free_port
+from tests.conftest import free_port
 
 SERVER_FILE = """
 from dataserve import HTTPDataHandler, run_http_server

@@ -14,7 +14,7 @@ import pytest
 
 import dataserve
 from dataserve import DataServeError, HTTPDataClient, ServerUnavailable
-from tests.conftest import EchoHandler
+from tests.conftest import EchoHandler, free_port
 
 SERVER_SCRIPT = """
 import sys
@@ -117,6 +117,17 @@ def test_serve_twice_on_one_port_fails_clearly() -> None:
         dataserve.serve(EchoHandler, port=running.port),
     ):
         pass
+
+
+def test_serve_that_does_not_start_in_time_fails_and_frees_the_port() -> None:
+    port = free_port()
+    with (
+        pytest.raises(DataServeError, match=r"did not start within 0 s"),
+        dataserve.serve(EchoHandler, port=port, startup_timeout=0),
+    ):
+        pass  # pragma: no cover
+    with dataserve.serve(EchoHandler, port=port) as running:
+        assert running.port == port
 
 
 def test_serve_takes_a_handler_instance() -> None:
