@@ -70,20 +70,49 @@ class _Endpoint:
         if request.method == "HEAD":
             return Response()
         resource = "/" + request.path_params["resource"]
+        body = await request.body()
+        content_type = request.headers.get("content-type")
+        if self.is_async:
+            return await self._respond_async(resource, body, content_type)
+        # Decoding, the handler and encoding all run in one worker thread, so that neither
+        # a slow handler nor a large body holds up the event loop.
+        return await anyio.to_thread.run_sync(self._respond, resource, body, content_type)
+
+    def _respond(self, resource: str, body: bytes, content_type: str | None) -> Response:
         try:
-            payload = decode(await request.body(), request.headers.get("content-type"))
+            payload = decode(body, content_type)
         except PayloadError as exc:
-            if exc.status == 415:
-                return error_response(415, "unsupported_media_type", str(exc))
-            return error_response(400, "bad_payload", str(exc))
+            return self._refused(exc)
         try:
-            reply = await self._handle(resource, payload)
+            reply = self.handler.handle_request(resource, payload)
         except Exception as exc:
-            logger.exception("%s.handle_request failed on %s", self.name, resource)
-            extra = {"exception": type(exc).__name__}
-            if self.debug:
-                extra["traceback"] = traceback.format_exc()
-            return error_response(500, "handler_error", str(exc), **extra)
+            return self._failed(resource, exc)
+        return self._reply(resource, reply)
+
+    async def _respond_async(self, resource: str, body: bytes, content_type: str | None) -> Response:
+        try:
+            payload = decode(body, content_type)
+        except PayloadError as exc:
+            return self._refused(exc)
+        try:
+            reply = await self.handler.handle_request(resource, payload)
+        except Exception as exc:
+            return self._failed(resource, exc)
+        return self._reply(resource, reply)
+
+    def _refused(self, exc: PayloadError) -> Response:
+        if exc.status == 415:
+            return error_response(415, "unsupported_media_type", str(exc))
+        return error_response(400, "bad_payload", str(exc))
+
+    def _failed(self, resource: str, exc: Exception) -> Response:
+        logger.error("%s.handle_request failed on %s", self.name, resource, exc_info=exc)
+        extra = {"exception": type(exc).__name__}
+        if self.debug:
+            extra["traceback"] = "".join(traceback.format_exception(exc))
+        return error_response(500, "handler_error", str(exc), **extra)
+
+    def _reply(self, resource: str, reply: Any) -> Response:
         if reply is None:
             return error_response(404, "not_found", f"{self.name} does not handle the resource {resource!r}")
         try:
@@ -93,11 +122,6 @@ class _Endpoint:
             logger.error("%s", message)
             return error_response(500, "handler_error", message, exception="PayloadError")
         return Response(body, headers={"content-type": content_type})
-
-    async def _handle(self, resource: str, payload: Any) -> Any:
-        if self.is_async:
-            return await self.handler.handle_request(resource, payload)
-        return await anyio.to_thread.run_sync(self.handler.handle_request, resource, payload)
 
 
 def error_response(status: int, error: str, message: str, **extra: str) -> JSONResponse:

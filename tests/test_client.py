@@ -22,7 +22,7 @@ from dataserve import (
     ServerUnavailable,
 )
 from dataserve._client import base_url, reply_value
-from tests.conftest import free_port
+from tests.conftest import AsyncEchoHandler, free_port
 from tests.test_codec import json_values, same
 
 MiB = 2**20
@@ -240,6 +240,23 @@ def test_slow_sync_handler_does_not_block_health_check(server: RunningServer) ->
             assert other.ping() is True
     finally:
         thread.join(10)
+
+
+def test_async_handler_sleeping_does_not_block_other_calls() -> None:
+    with dataserve.serve(AsyncEchoHandler) as running:
+
+        def slow_call() -> None:
+            with HTTPDataClient(address=running.url) as slow_client:
+                assert slow_client.send("/sleep", 1.0) == "slept"
+
+        thread = threading.Thread(target=slow_call)
+        thread.start()
+        time.sleep(0.2)  # let the slow call reach the handler first
+        try:
+            with HTTPDataClient(address=running.url, timeout=0.5) as other:
+                assert other.send("/r", [1]) == [1]
+        finally:
+            thread.join(10)
 
 
 @given(st.text())
