@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -212,51 +214,42 @@ def test_threads_sharing_one_client_get_their_own_replies(client: HTTPDataClient
     assert replies == {index: {"index": index} for index in range(16)}
 
 
-def test_slow_sync_handler_does_not_block_other_calls(server: RunningServer) -> None:
+@contextlib.contextmanager
+def slow_call_under_way(url: str) -> Iterator[None]:
+    """A 1 s call to ``/sleep`` from another thread, reaching the handler before the block runs."""
+    replies: list[Any] = []
+
     def slow_call() -> None:
-        with HTTPDataClient(server.port, "http://127.0.0.1:") as slow_client:
-            slow_client.send("/sleep", 1.0)
+        with HTTPDataClient(address=url) as slow_client:
+            replies.append(slow_client.send("/sleep", 1.0))
 
     thread = threading.Thread(target=slow_call)
     thread.start()
     time.sleep(0.2)  # let the slow call reach the handler first
     try:
-        with HTTPDataClient(server.port, "http://127.0.0.1:", timeout=0.5) as other:
-            assert other.send("/r", "not blocked") == "not blocked"
+        yield
     finally:
         thread.join(10)
+    assert replies == ["slept"]
+
+
+def test_slow_sync_handler_does_not_block_other_calls(server: RunningServer) -> None:
+    with slow_call_under_way(server.url), HTTPDataClient(address=server.url, timeout=0.5) as other:
+        assert other.send("/r", "not blocked") == "not blocked"
 
 
 def test_slow_sync_handler_does_not_block_health_check(server: RunningServer) -> None:
-    def slow_call() -> None:
-        with HTTPDataClient(server.port, "http://127.0.0.1:") as slow_client:
-            slow_client.send("/sleep", 1.0)
-
-    thread = threading.Thread(target=slow_call)
-    thread.start()
-    time.sleep(0.2)  # let the slow call reach the handler first
-    try:
-        with HTTPDataClient(server.port, "http://127.0.0.1:", timeout=0.5) as other:
-            assert other.ping() is True
-    finally:
-        thread.join(10)
+    with slow_call_under_way(server.url), HTTPDataClient(address=server.url, timeout=0.5) as other:
+        assert other.ping() is True
 
 
 def test_async_handler_sleeping_does_not_block_other_calls() -> None:
-    with dataserve.serve(AsyncEchoHandler) as running:
-
-        def slow_call() -> None:
-            with HTTPDataClient(address=running.url) as slow_client:
-                assert slow_client.send("/sleep", 1.0) == "slept"
-
-        thread = threading.Thread(target=slow_call)
-        thread.start()
-        time.sleep(0.2)  # let the slow call reach the handler first
-        try:
-            with HTTPDataClient(address=running.url, timeout=0.5) as other:
-                assert other.send("/r", [1]) == [1]
-        finally:
-            thread.join(10)
+    with (
+        dataserve.serve(AsyncEchoHandler) as running,
+        slow_call_under_way(running.url),
+        HTTPDataClient(address=running.url, timeout=0.5) as other,
+    ):
+        assert other.send("/r", [1]) == [1]
 
 
 @given(st.text())
