@@ -35,16 +35,16 @@ def run_http_server(
 ) -> None:
     """Serve ``data_handler`` on ``host:port`` until Ctrl-C or SIGTERM, then return.
 
-    Port 0 picks a free port; the line printed at start shows the real one. The default
-    host serves this machine only: pass ``host="0.0.0.0"`` to serve other machines.
+    Port 0 picks a free port; the line printed at start shows the real one. The port is
+    taken before the handler is made, so a port in use fails at once. The default host
+    serves this machine only: pass ``host="0.0.0.0"`` to serve other machines.
     """
-    app = create_app(data_handler, debug=debug)
-    sock = _bind(host, port)
-    server = uvicorn.Server(_config(app, log_level))
-    url = _url(host, sock.getsockname()[1])
-    print(f"dataserve: serving {_name(data_handler)} on {url} (press Ctrl-C to stop)", flush=True)
-    with sock, _signals_interrupt(), contextlib.suppress(KeyboardInterrupt):
-        server.run(sockets=[sock])
+    with _bind(host, port) as sock:
+        server = uvicorn.Server(_config(create_app(data_handler, debug=debug), log_level))
+        url = _url(host, sock.getsockname()[1])
+        print(f"dataserve: serving {_name(data_handler)} on {url} (press Ctrl-C to stop)", flush=True)
+        with _signals_interrupt(), contextlib.suppress(KeyboardInterrupt):
+            server.run(sockets=[sock])
     print("dataserve: stopped", flush=True)
 
 
@@ -76,11 +76,11 @@ def serve(
     Returns once the server accepts connections and stops it on exit: for tests,
     notebooks and scripts that serve and query in one process.
     """
-    app = create_app(data_handler, debug=debug)
-    sock = _bind(host, port)
-    server = uvicorn.Server(_config(app, log_level))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="dataserve", daemon=True)
-    with sock:
+    with _bind(host, port) as sock:
+        server = uvicorn.Server(_config(create_app(data_handler, debug=debug), log_level))
+        thread = threading.Thread(
+            target=server.run, kwargs={"sockets": [sock]}, name="dataserve", daemon=True
+        )
         thread.start()
         deadline = time.monotonic() + startup_timeout
         while not server.started:

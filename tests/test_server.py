@@ -95,6 +95,15 @@ def test_port_in_use_is_a_clear_error() -> None:
         dataserve.run_http_server(running.port, EchoHandler)
 
 
+def test_port_in_use_fails_before_the_handler_is_made() -> None:
+    class SlowToLoad(EchoHandler):
+        def __init__(self) -> None:
+            raise AssertionError("the handler must not be made when the port is taken")
+
+    with dataserve.serve(EchoHandler) as running, pytest.raises(DataServeError, match="cannot listen"):
+        dataserve.run_http_server(running.port, SlowToLoad)
+
+
 def test_serve_exposes_port_and_url() -> None:
     with dataserve.serve(EchoHandler, port=0) as running:
         assert running.port > 0
