@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -85,6 +87,44 @@ def test_signal_stops_server_cleanly(server_process: ServerProcess, sig: int) ->
     assert returncode == 0
     assert "Traceback" not in err
     assert out == "dataserve: stopped\n"
+
+
+SLOW_LOADING_SERVER = """
+import sys, time
+from dataserve import HTTPDataHandler, run_http_server
+
+class SlowToLoad(HTTPDataHandler):
+    def __init__(self):
+        time.sleep(1.5)
+        self.table = {"answer": 42}
+
+    def handle_request(self, resource, payload):
+        return self.table[payload]
+
+run_http_server(int(sys.argv[1]), SlowToLoad)
+"""
+
+
+def test_call_during_handler_load_is_answered_once_loaded(tmp_path: Path) -> None:
+    script = tmp_path / "slow.py"
+    script.write_text(textwrap.dedent(SLOW_LOADING_SERVER))
+    port = free_port()
+    process = subprocess.Popen([sys.executable, str(script), str(port)], stdout=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:  # wait until the port is taken, before the handler has loaded
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the server process never took its port"
+                time.sleep(0.02)
+        with HTTPDataClient(port, "http://127.0.0.1:", timeout=30) as client:
+            assert client.send("/lookup", "answer") == 42
+    finally:
+        process.terminate()
+        process.communicate(timeout=30)
+    assert process.returncode == 0
 
 
 def test_port_in_use_is_a_clear_error() -> None:
