@@ -10,8 +10,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 import dataserve
+
+# Property tests are bounded by example counts, never by the wall clock of a busy machine.
+settings.register_profile("dataserve", deadline=None)
+settings.load_profile("dataserve")
 
 
 def free_port() -> int:

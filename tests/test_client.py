@@ -216,12 +216,12 @@ def test_threads_sharing_one_client_get_their_own_replies(client: HTTPDataClient
 
 @contextlib.contextmanager
 def slow_call_under_way(url: str) -> Iterator[None]:
-    """A 1 s call to ``/sleep`` from another thread, reaching the handler before the block runs."""
+    """A 2 s call to ``/sleep`` from another thread, reaching the handler before the block runs."""
     replies: list[Any] = []
 
     def slow_call() -> None:
         with HTTPDataClient(address=url) as slow_client:
-            replies.append(slow_client.send("/sleep", 1.0))
+            replies.append(slow_client.send("/sleep", 2.0))
 
     thread = threading.Thread(target=slow_call)
     thread.start()
@@ -234,12 +234,12 @@ def slow_call_under_way(url: str) -> Iterator[None]:
 
 
 def test_slow_sync_handler_does_not_block_other_calls(server: RunningServer) -> None:
-    with slow_call_under_way(server.url), HTTPDataClient(address=server.url, timeout=0.5) as other:
+    with slow_call_under_way(server.url), HTTPDataClient(address=server.url, timeout=1.0) as other:
         assert other.send("/r", "not blocked") == "not blocked"
 
 
 def test_slow_sync_handler_does_not_block_health_check(server: RunningServer) -> None:
-    with slow_call_under_way(server.url), HTTPDataClient(address=server.url, timeout=0.5) as other:
+    with slow_call_under_way(server.url), HTTPDataClient(address=server.url, timeout=1.0) as other:
         assert other.ping() is True
 
 
@@ -247,7 +247,7 @@ def test_async_handler_sleeping_does_not_block_other_calls() -> None:
     with (
         dataserve.serve(AsyncEchoHandler) as running,
         slow_call_under_way(running.url),
-        HTTPDataClient(address=running.url, timeout=0.5) as other,
+        HTTPDataClient(address=running.url, timeout=1.0) as other,
     ):
         assert other.send("/r", [1]) == [1]
 
