@@ -23,9 +23,8 @@ JSON = "application/json"
 BYTES = "application/octet-stream"
 
 _ALLOWED = (
-    "str, a JSON-able value (None, bool, int, float, list, tuple, dict with str, int, float, bool "
-    "or None keys) "
-    "or bytes-like (bytes, bytearray, memoryview)"
+    "str, a JSON-able value (None, bool, int, float, list, tuple, "
+    "dict with str, int, float, bool or None keys) or bytes-like (bytes, bytearray, memoryview)"
 )
 _JSON_TYPES = (dict, list, tuple, int, float, type(None))
 _encode_json = json.JSONEncoder(allow_nan=True, separators=(",", ":")).encode
