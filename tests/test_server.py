@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import signal
 import socket
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import uvicorn
 
 import dataserve
 from dataserve import DataServeError, HTTPDataClient, ServerUnavailable
@@ -168,13 +170,23 @@ def test_serve_twice_on_one_port_fails_clearly() -> None:
         pass
 
 
-def test_serve_that_does_not_start_in_time_fails_and_frees_the_port() -> None:
+def test_serve_that_does_not_start_in_time_fails_and_frees_the_port(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    startup = uvicorn.Server.startup
+
+    async def slow_startup(self: uvicorn.Server, sockets: list[socket.socket] | None = None) -> None:
+        await asyncio.sleep(0.5)
+        await startup(self, sockets=sockets)
+
+    monkeypatch.setattr(uvicorn.Server, "startup", slow_startup)
     port = free_port()
     with (
-        pytest.raises(DataServeError, match=r"did not start within 0 s"),
-        dataserve.serve(EchoHandler, port=port, startup_timeout=0),
+        pytest.raises(DataServeError, match=r"did not start within 0\.1 s"),
+        dataserve.serve(EchoHandler, port=port, startup_timeout=0.1),
     ):
         pass  # pragma: no cover
+    monkeypatch.undo()
     with dataserve.serve(EchoHandler, port=port) as running:
         assert running.port == port
 
