@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import uvicorn
 import uvicorn.config
-from starlette.applications import Starlette
 
 from ._app import create_app
 from ._errors import DataServeError
@@ -40,7 +39,7 @@ def run_http_server(
     serves this machine only: pass ``host="0.0.0.0"`` to serve other machines.
     """
     with _bind(host, port) as sock:
-        server = uvicorn.Server(_config(create_app(data_handler, debug=debug), log_level))
+        server = _uvicorn_server(data_handler, debug=debug, log_level=log_level)
         url = _url(host, sock.getsockname()[1])
         print(f"dataserve: serving {_name(data_handler)} on {url} (press Ctrl-C to stop)", flush=True)
         with _signals_interrupt(), contextlib.suppress(KeyboardInterrupt):
@@ -77,7 +76,7 @@ def serve(
     notebooks and scripts that serve and query in one process.
     """
     with _bind(host, port) as sock:
-        server = uvicorn.Server(_config(create_app(data_handler, debug=debug), log_level))
+        server = _uvicorn_server(data_handler, debug=debug, log_level=log_level)
         thread = threading.Thread(
             target=server.run, kwargs={"sockets": [sock]}, name="dataserve", daemon=True
         )
@@ -99,10 +98,16 @@ def serve(
             thread.join()
 
 
-def _config(app: Starlette, log_level: str) -> uvicorn.Config:
+def _uvicorn_server(
+    data_handler: type[HTTPDataHandler] | HTTPDataHandler, *, debug: bool, log_level: str
+) -> uvicorn.Server:
+    """The uvicorn server for ``data_handler``'s app, logging handler failures as uvicorn logs."""
     log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
     log_config["loggers"]["dataserve"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
-    return uvicorn.Config(app, log_level=log_level, log_config=log_config, access_log=False, lifespan="on")
+    app = create_app(data_handler, debug=debug)
+    return uvicorn.Server(
+        uvicorn.Config(app, log_level=log_level, log_config=log_config, access_log=False, lifespan="on")
+    )
 
 
 def _bind(host: str, port: int) -> socket.socket:
