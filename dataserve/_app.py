@@ -135,10 +135,10 @@ async def _health(request: Request) -> Response:
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    headers = dict(exc.headers or {})
     if exc.status_code != 405:
         return error_response(exc.status_code, "http_error", exc.detail)
-    allow = ", ".join(sorted(method.strip() for method in headers.get("Allow", "").split(",")))
+    allowed = (exc.headers or {}).get("Allow", "").split(",")
+    allow = ", ".join(sorted(method.strip() for method in allowed))
     message = f"{request.method} is not allowed on {request.url.path}: send {allow}"
     response = error_response(405, "method_not_allowed", message)
     response.headers["Allow"] = allow
