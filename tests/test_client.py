@@ -28,9 +28,7 @@ from tests.conftest import AsyncEchoHandler, free_port
 from tests.test_codec import json_values, same
 
 MiB = 2**20
-network = settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+network = settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 @pytest.mark.parametrize(
@@ -286,6 +284,6 @@ def test_floats_with_nan_and_infinities_round_trip_through_server(
 )
 @example(b"")
 @example(random.Random(0).randbytes(64 * MiB))
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(network, max_examples=8)
 def test_bytes_from_0_to_64_mib_round_trip_through_server(client: HTTPDataClient, value: bytes) -> None:
     assert client.send("/r", value) == value
