@@ -5,8 +5,11 @@ from __future__ import annotations
 import inspect
 import logging
 import traceback
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
+import anyio
 import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -17,8 +20,9 @@ from starlette.routing import Route
 from ._codec import decode, encode
 from ._errors import PayloadError
 from ._handler import HTTPDataHandler
+from ._lifecycle import Lifecycle, State
 
-__all__ = ["HEALTH_PATH", "create_app"]
+__all__ = ["HEALTH_PATH", "DataApp", "create_app"]
 
 HEALTH_PATH = "/healthz"
 """GET here answers 200 while the server is ready: for load balancers and ``ping()``."""
@@ -30,19 +34,55 @@ def create_app(
     data_handler: type[HTTPDataHandler] | HTTPDataHandler,
     *,
     debug: bool = False,
-) -> Starlette:
+    max_concurrency: int = 1,
+) -> DataApp:
     """Return the ASGI app that serves ``data_handler`` at every PUT path.
 
     ``data_handler`` is a subclass of HTTPDataHandler, made once with no arguments, or
     an instance of one. With ``debug`` a failing handler's traceback goes back to the
-    caller. The app can be mounted into any Starlette or FastAPI app.
+    caller. A plain ``handle_request`` runs in a worker thread, at most
+    ``max_concurrency`` calls at once (one by default, as in the original server); an
+    ``async def`` one runs on the event loop. The app can be mounted into any Starlette
+    or FastAPI app.
     """
-    endpoint = _Endpoint(_as_handler(data_handler), debug=debug)
-    routes = [
-        Route(HEALTH_PATH, _health, methods=["GET"]),
-        Route("/{resource:path}", endpoint.handle, methods=["PUT", "HEAD"]),
-    ]
-    return Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
+    return DataApp(_as_handler(data_handler), debug=debug, max_concurrency=max_concurrency)
+
+
+class DataApp(Starlette):
+    """The Starlette app of one handler, which runs its ``setup()`` and ``teardown()``.
+
+    Served on its own, its lifespan runs them. Mounted in a host app, pass its lifespan
+    on (``Starlette(routes=[Mount("/data", app)], lifespan=app.lifespan)``) to run
+    ``setup()`` as the server starts; otherwise it runs with the first request, and
+    ``teardown()`` as the server's event loop ends.
+    """
+
+    def __init__(
+        self,
+        handler: HTTPDataHandler,
+        *,
+        debug: bool = False,
+        max_concurrency: int = 1,
+    ) -> None:
+        if max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be 1 or more, not {max_concurrency}")
+        self.handler = handler
+        self.lifecycle = Lifecycle(handler)
+        endpoint = _Endpoint(handler, self.lifecycle, debug=debug, max_concurrency=max_concurrency)
+        routes = [
+            Route(HEALTH_PATH, endpoint.health, methods=["GET"]),
+            Route("/{resource:path}", endpoint.handle, methods=["PUT", "HEAD"]),
+        ]
+        super().__init__(
+            routes=routes,
+            exception_handlers={HTTPException: _http_error},
+            lifespan=self.lifecycle.lifespan,
+        )
+
+    @property
+    def lifespan(self) -> Callable[[Any], AbstractAsyncContextManager[None]]:
+        """The lifespan to give a host app this one is mounted in, so ``setup()`` runs at its start."""
+        return self.lifecycle.lifespan
 
 
 def _as_handler(data_handler: type[HTTPDataHandler] | HTTPDataHandler) -> HTTPDataHandler:
@@ -60,11 +100,22 @@ def _as_handler(data_handler: type[HTTPDataHandler] | HTTPDataHandler) -> HTTPDa
 class _Endpoint:
     """Decodes a call, runs the handler on it and encodes its reply or its failure."""
 
-    def __init__(self, handler: HTTPDataHandler, *, debug: bool) -> None:
+    def __init__(
+        self, handler: HTTPDataHandler, lifecycle: Lifecycle, *, debug: bool, max_concurrency: int
+    ) -> None:
         self.handler = handler
+        self.lifecycle = lifecycle
         self.name = type(handler).__name__
         self.debug = debug
         self.is_async = inspect.iscoroutinefunction(handler.handle_request)
+        self.limiter = anyio.CapacityLimiter(max_concurrency)
+
+    async def health(self, request: Request) -> Response:
+        self.lifecycle.start()
+        state = self.lifecycle.state
+        if state is State.READY:
+            return JSONResponse({"status": "ok"})
+        return JSONResponse({"status": state.value}, status_code=503)
 
     async def handle(self, request: Request) -> Response:
         if request.method == "HEAD":
@@ -72,11 +123,23 @@ class _Endpoint:
         resource = "/" + request.path_params["resource"]
         body = await request.body()
         content_type = request.headers.get("content-type")
+        if await self.lifecycle.ready() is not State.READY:
+            return self._not_ready()
         if self.is_async:
             return await self._respond_async(resource, body, content_type)
         # Decoding, the handler and encoding all run in one worker thread, so that neither
         # a slow handler nor a large body holds up the event loop.
-        return await anyio.to_thread.run_sync(self._respond, resource, body, content_type)
+        return await anyio.to_thread.run_sync(
+            self._respond, resource, body, content_type, limiter=self.limiter
+        )
+
+    def _not_ready(self) -> Response:
+        error = self.lifecycle.error
+        if error is not None:
+            message = f"{self.name}.setup() failed ({type(error).__name__}: {error}); the server is stopping"
+        else:
+            message = f"the server of {self.name} is stopping"
+        return error_response(503, "unavailable", message)
 
     def _respond(self, resource: str, body: bytes, content_type: str | None) -> Response:
         try:
@@ -127,10 +190,6 @@ class _Endpoint:
 def error_response(status: int, error: str, message: str, **extra: str) -> JSONResponse:
     """The JSON body ``{"error": ..., "message": ...}`` that every failure carries."""
     return JSONResponse({"error": error, "message": message, **extra}, status_code=status)
-
-
-async def _health(request: Request) -> Response:
-    return JSONResponse({"status": "ok"})
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

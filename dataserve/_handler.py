@@ -1,4 +1,4 @@
-"""The base class a user derives from to answer a server's calls."""
+"""The base class a user derives from to answer a server's calls, and its lifecycle hooks."""
 
 from __future__ import annotations
 
@@ -11,9 +11,23 @@ class HTTPDataHandler:
     """Answers the calls that reach a dataserve server.
 
     Derive from it and override ``handle_request``. The server makes one instance and
-    keeps it for its whole life, so state set up in ``__init__`` (a model, a table) is
-    loaded once and shared by every call. ``handle_request`` may be ``async def``.
+    keeps it for its whole life, so state loaded once (a model, a table) is shared by
+    every call. Load it in ``__init__``, or in ``setup()`` to let the server answer its
+    health check (503, then 200) while it loads. Any of the three may be ``async def``.
     """
+
+    def setup(self) -> Any:
+        """Load what the handler needs; runs once per server process, as the server starts.
+
+        Calls that arrive meanwhile wait for it, and ``GET /healthz`` answers 503. If it
+        raises, the server stops instead of serving. May be ``async def``.
+        """
+
+    def teardown(self) -> Any:
+        """Release what ``setup()`` loaded; runs once per server process, as the server stops.
+
+        Runs only if ``setup()`` finished. May be ``async def``.
+        """
 
     def handle_request(self, resource: str, payload: Any) -> Any:
         """Return the reply for ``payload`` sent to ``resource``, or None if not handled.

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import uvicorn
 from hypothesis import settings
+from starlette.types import ASGIApp
 
 import dataserve
 
@@ -78,3 +81,27 @@ def client(server: dataserve.RunningServer) -> Iterator[dataserve.HTTPDataClient
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@contextlib.contextmanager
+def serve_app(app: ASGIApp) -> Iterator[int]:
+    """Serve any ASGI app (a host app with dataserve mounted in it) on 127.0.0.1; yield its port."""
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+        thread.start()
+        wait_for(lambda: server.started or not thread.is_alive(), "the app's server to start", 30)
+        assert server.started, "the app's server did not start; see its log"
+        try:
+            yield int(sock.getsockname()[1])
+        finally:
+            server.should_exit = True
+            thread.join(30)
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    """Wait until ``condition()`` holds, failing the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)

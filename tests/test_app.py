@@ -1,14 +1,19 @@
-"""The app in process, through httpx's ASGI transport: statuses, bodies and routing."""
+"""The app: statuses, bodies and routing through httpx's ASGI transport; concurrency on a real server."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
 import pytest
 
-from dataserve import HTTPDataHandler, create_app
+import dataserve
+from dataserve import HTTPDataClient, HTTPDataHandler, create_app
 from tests.conftest import AsyncEchoHandler, EchoHandler
 
 pytestmark = pytest.mark.anyio
@@ -195,3 +200,74 @@ async def test_handler_without_handle_request_is_refused() -> None:
 async def test_base_handle_request_says_to_override_it() -> None:
     with pytest.raises(NotImplementedError, match="must override handle_request"):
         HTTPDataHandler().handle_request("/r", None)
+
+
+class Overlap(HTTPDataHandler):
+    """Counts how many of its calls run at the same moment; /meet waits for a partner call."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.running = 0
+        self.peak = 0
+        self.partner = threading.Barrier(2, timeout=10)
+
+    def handle_request(self, resource: str, payload: Any) -> Any:
+        with self.lock:
+            self.running += 1
+            self.peak = max(self.peak, self.running)
+        try:
+            if resource == "/meet":
+                self.partner.wait()
+            else:
+                time.sleep(0.05)
+            return payload
+        finally:
+            with self.lock:
+                self.running -= 1
+
+
+def _send_at_once(port: int, resource: str, count: int) -> list[Any]:
+    def call(i: int) -> Any:
+        with HTTPDataClient(port, "http://127.0.0.1:") as client:
+            return client.send(resource, i)
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(call, range(count)))
+
+
+def test_plain_handler_runs_one_call_at_a_time_by_default() -> None:
+    handler = Overlap()
+    with dataserve.serve(handler) as server:
+        assert _send_at_once(server.port, "/work", 6) == list(range(6))
+    assert handler.peak == 1
+
+
+def test_max_concurrency_lets_calls_run_at_once() -> None:
+    handler = Overlap()
+    with dataserve.serve(handler, max_concurrency=2) as server:
+        assert _send_at_once(server.port, "/meet", 2) == [0, 1]
+    assert handler.peak == 2
+
+
+def test_async_handler_calls_run_at_once_on_the_event_loop() -> None:
+    class Gathering(HTTPDataHandler):
+        def __init__(self) -> None:
+            self.arrived = 0
+            self.everyone: asyncio.Event | None = None
+
+        async def handle_request(self, resource: str, payload: Any) -> Any:
+            self.everyone = self.everyone or asyncio.Event()
+            self.arrived += 1
+            if self.arrived == 3:
+                self.everyone.set()
+            await asyncio.wait_for(self.everyone.wait(), 10)
+            return payload
+
+    with dataserve.serve(Gathering) as server:
+        assert _send_at_once(server.port, "/meet", 3) == [0, 1, 2]
+
+
+@pytest.mark.parametrize("bad", [0, -1])
+async def test_max_concurrency_below_1_is_refused(bad: int) -> None:
+    with pytest.raises(ValueError, match=f"max_concurrency must be 1 or more, not {bad}"):
+        create_app(EchoHandler, max_concurrency=bad)
