@@ -4,47 +4,120 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import importlib
+import json
+import os
 import signal
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any, TypeAlias
 
 import uvicorn
 import uvicorn.config
+from uvicorn.supervisors import Multiprocess
 
-from ._app import create_app
+from ._app import DataApp, create_app
 from ._errors import DataServeError
 from ._handler import HTTPDataHandler
+from ._lifecycle import STARTUP_FAILURE, State
 
-__all__ = ["RunningServer", "run_http_server", "serve"]
+__all__ = ["RunningServer", "import_handler", "run_http_server", "serve"]
+
+Handler: TypeAlias = type[HTTPDataHandler] | HTTPDataHandler | str
+"""A handler class, an instance of one, or its import path such as ``"mymodule:MyHandler"``."""
 
 _STOP_TIMEOUT = 10.0
 """Seconds to wait for a server that failed to start to wind down."""
 
+_WORKER_ENV = "DATASERVE_WORKER"
+"""Where a worker process finds what to serve: its parent sets it before starting workers."""
+
 
 def run_http_server(
     port: int,
-    data_handler: type[HTTPDataHandler] | HTTPDataHandler,
+    data_handler: Handler,
     *,
     host: str = "127.0.0.1",
     debug: bool = False,
     log_level: str = "warning",
+    max_concurrency: int = 1,
+    workers: int = 1,
 ) -> None:
     """Serve ``data_handler`` on ``host:port`` until Ctrl-C or SIGTERM, then return.
 
     Port 0 picks a free port; the line printed at start shows the real one. The port is
     taken before the handler is made, so a port in use fails at once. The default host
-    serves this machine only: pass ``host="0.0.0.0"`` to serve other machines.
+    serves this machine only: pass ``host="0.0.0.0"`` to serve other machines. With
+    ``workers`` above 1, that many processes share the port, each with its own handler:
+    ``data_handler`` must then be an import path such as ``"mymodule:MyHandler"``.
+    Raises DataServeError if the port is taken or the handler's ``setup()`` fails.
     """
+    if workers < 1:
+        raise ValueError(f"workers must be 1 or more, not {workers}")
+    if workers > 1 and not isinstance(data_handler, str):
+        raise TypeError(
+            "with workers > 1, pass the handler as an import path such as 'mymodule:MyHandler', "
+            "so that each worker process can import it"
+        )
+    name = _name(data_handler)
     with _bind(host, port) as sock:
-        server = _uvicorn_server(data_handler, debug=debug, log_level=log_level)
         url = _url(host, sock.getsockname()[1])
-        print(f"dataserve: serving {_name(data_handler)} on {url} (press Ctrl-C to stop)", flush=True)
-        with _signals_interrupt(), contextlib.suppress(KeyboardInterrupt):
-            server.run(sockets=[sock])
+        if workers > 1:
+            assert isinstance(data_handler, str)
+            print(
+                f"dataserve: serving {name} on {url} with {workers} workers (press Ctrl-C to stop)",
+                flush=True,
+            )
+            _run_workers(data_handler, sock, workers, debug, log_level, max_concurrency)
+        else:
+            server, app = _uvicorn_server(data_handler, debug, log_level, max_concurrency)
+            print(f"dataserve: serving {name} on {url} (press Ctrl-C to stop)", flush=True)
+            with _signals_interrupt(), contextlib.suppress(KeyboardInterrupt):
+                server.run(sockets=[sock])
+            _raise_if_failed(app)
     print("dataserve: stopped", flush=True)
+
+
+def import_handler(path: str) -> type[HTTPDataHandler] | HTTPDataHandler:
+    """The handler class (or instance) that an import path such as ``"mymodule:MyHandler"`` names.
+
+    Raises DataServeError, saying what is wrong, if it does not import or is not a handler.
+    """
+    module_name, _, attribute = path.partition(":")
+    if not module_name or not attribute:
+        raise DataServeError(
+            f"{path!r} is not an import path: write it as module:ClassName, such as mymodule:MyHandler"
+        )
+    try:
+        found: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise DataServeError(f"cannot import module {module_name!r} of {path!r}: {exc}") from None
+    except Exception as exc:
+        raise DataServeError(
+            f"importing {module_name!r} of {path!r} raised {type(exc).__name__}: {exc}"
+        ) from None
+    for part in attribute.split("."):
+        try:
+            found = getattr(found, part)
+        except AttributeError:
+            raise DataServeError(f"module {module_name!r} has no {attribute!r} (from {path!r})") from None
+    is_handler_class = isinstance(found, type) and issubclass(found, HTTPDataHandler)
+    if not (is_handler_class or isinstance(found, HTTPDataHandler)):
+        raise DataServeError(f"{path!r} is {found!r}, not a subclass of dataserve.HTTPDataHandler")
+    return found  # type: ignore[no-any-return]
+
+
+def worker_app() -> DataApp:
+    """The app of one worker process started by ``run_http_server(..., workers=N)``."""
+    options = json.loads(os.environ[_WORKER_ENV])
+    return create_app(
+        import_handler(options["handler"]),
+        debug=options["debug"],
+        max_concurrency=options["max_concurrency"],
+    )
 
 
 @dataclass(frozen=True)
@@ -62,35 +135,41 @@ class RunningServer:
 
 @contextlib.contextmanager
 def serve(
-    data_handler: type[HTTPDataHandler] | HTTPDataHandler,
+    data_handler: Handler,
     *,
     port: int = 0,
     host: str = "127.0.0.1",
     debug: bool = False,
     log_level: str = "warning",
+    max_concurrency: int = 1,
     startup_timeout: float = 30.0,
 ) -> Iterator[RunningServer]:
     """Serve ``data_handler`` in a background thread for the length of a ``with`` block.
 
-    Returns once the server accepts connections and stops it on exit: for tests,
-    notebooks and scripts that serve and query in one process.
+    Returns once the server accepts connections and the handler's ``setup()`` has
+    finished, and stops it on exit: for tests, notebooks and scripts that serve and query
+    in one process. Raises DataServeError if the port is taken, ``setup()`` fails, or the
+    server is not ready within ``startup_timeout`` seconds.
     """
     with _bind(host, port) as sock:
-        server = _uvicorn_server(data_handler, debug=debug, log_level=log_level)
+        server, app = _uvicorn_server(data_handler, debug, log_level, max_concurrency)
         thread = threading.Thread(
             target=server.run, kwargs={"sockets": [sock]}, name="dataserve", daemon=True
         )
         thread.start()
         deadline = time.monotonic() + startup_timeout
-        while not server.started:
+        while not server.started or app.lifecycle.state is State.STARTING:
             if not thread.is_alive() or time.monotonic() > deadline:
-                server.should_exit = True
-                thread.join(_STOP_TIMEOUT)
-                raise DataServeError(
-                    f"the server for {_name(data_handler)} did not start within {startup_timeout} s; "
-                    "see the log above"
-                )
+                break
             time.sleep(0.005)
+        if not server.started or app.lifecycle.state is not State.READY:
+            server.should_exit = True
+            thread.join(_STOP_TIMEOUT)
+            _raise_if_failed(app)
+            raise DataServeError(
+                f"the server for {_name(data_handler)} did not start within {startup_timeout} s; "
+                "see the log above"
+            )
         try:
             yield RunningServer(host, sock.getsockname()[1])
         finally:
@@ -99,15 +178,49 @@ def serve(
 
 
 def _uvicorn_server(
-    data_handler: type[HTTPDataHandler] | HTTPDataHandler, *, debug: bool, log_level: str
-) -> uvicorn.Server:
-    """The uvicorn server for ``data_handler``'s app, logging handler failures as uvicorn logs."""
+    data_handler: Handler, debug: bool, log_level: str, max_concurrency: int
+) -> tuple[uvicorn.Server, DataApp]:
+    """The uvicorn server for ``data_handler``'s app, which stops it if the handler's setup() fails."""
+    handler = import_handler(data_handler) if isinstance(data_handler, str) else data_handler
+    app = create_app(handler, debug=debug, max_concurrency=max_concurrency)
+    server = uvicorn.Server(_config(app, log_level))
+
+    def stop(exc: BaseException) -> None:
+        server.should_exit = True
+
+    app.lifecycle.on_failure = stop
+    return server, app
+
+
+def _run_workers(
+    target: str, sock: socket.socket, workers: int, debug: bool, log_level: str, max_concurrency: int
+) -> None:
+    """Serve ``target`` from ``workers`` processes sharing ``sock``, under uvicorn's supervisor."""
+    import_handler(target)  # Fail here, in one line, rather than once in every worker.
+    options = {"handler": target, "debug": debug, "max_concurrency": max_concurrency}
+    os.environ[_WORKER_ENV] = json.dumps(options)
+    config = _config(f"{__name__}:worker_app", log_level, factory=True, workers=workers)
+    supervisor = Multiprocess(config, sockets=[sock])
+    supervisor.run()
+    if any(process.exitcode == STARTUP_FAILURE for process in supervisor.processes):
+        raise DataServeError(f"a worker serving {target} failed to start; see the log above")
+
+
+def _config(app: DataApp | str, log_level: str, **options: Any) -> uvicorn.Config:
+    """uvicorn's configuration, logging handler failures as uvicorn logs."""
     log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
     log_config["loggers"]["dataserve"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
-    app = create_app(data_handler, debug=debug)
-    return uvicorn.Server(
-        uvicorn.Config(app, log_level=log_level, log_config=log_config, access_log=False, lifespan="on")
+    return uvicorn.Config(
+        app, log_level=log_level, log_config=log_config, access_log=False, lifespan="on", **options
     )
+
+
+def _raise_if_failed(app: DataApp) -> None:
+    error = app.lifecycle.error
+    if error is not None:
+        raise DataServeError(
+            f"{app.lifecycle.name}.setup() failed ({type(error).__name__}: {error}); the server did not start"
+        ) from error
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -123,6 +236,8 @@ def _url(host: str, port: int) -> str:
 
 
 def _name(data_handler: object) -> str:
+    if isinstance(data_handler, str):
+        return data_handler.rpartition(":")[2]
     return data_handler.__name__ if isinstance(data_handler, type) else type(data_handler).__name__
 
 

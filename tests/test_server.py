@@ -18,7 +18,8 @@ import uvicorn
 
 import dataserve
 from dataserve import DataServeError, HTTPDataClient, ServerUnavailable
-from tests.conftest import EchoHandler, free_port
+from dataserve._server import import_handler
+from tests.conftest import EchoHandler, free_port, wait_for
 
 SERVER_SCRIPT = """
 import sys
@@ -210,3 +211,148 @@ def test_serve_on_ipv6_loopback_brackets_the_host() -> None:
             assert client.send("/r", 6) == 6
     finally:
         context.__exit__(None, None, None)
+
+
+SERVED_MODULE = """
+import os
+from dataserve import HTTPDataHandler, create_app
+
+class PidHandler(HTTPDataHandler):
+    def setup(self):
+        print(f"setup {os.getpid()}", flush=True)
+
+    def teardown(self):
+        print(f"teardown {os.getpid()}", flush=True)
+
+    def handle_request(self, resource, payload):
+        return os.getpid()
+
+class Broken(HTTPDataHandler):
+    def setup(self):
+        raise FileNotFoundError("no such file: model.bin")
+
+    def handle_request(self, resource, payload):
+        return 1
+
+app = create_app(PidHandler)
+broken_app = create_app(Broken)
+"""
+
+WORKERS_SCRIPT = """
+import sys
+from dataserve import run_http_server
+
+if __name__ == "__main__":
+    run_http_server(int(sys.argv[1]), "served:PidHandler", workers=2)
+"""
+
+
+def _write_served(directory: Path) -> None:
+    (directory / "served.py").write_text(textwrap.dedent(SERVED_MODULE))
+    (directory / "workers.py").write_text(textwrap.dedent(WORKERS_SCRIPT))
+
+
+def _pids_answering(port: int) -> set[int]:
+    """The worker pids seen over fresh connections, until two answer (or 200 calls)."""
+    pids: set[int] = set()
+    for _ in range(200):
+        with HTTPDataClient(port, "http://127.0.0.1:", timeout=30) as client:
+            pids.add(client.send("/pid"))
+        if len(pids) == 2:
+            break
+    return pids
+
+
+def _wait_until_ready(port: int, process: subprocess.Popen[str]) -> None:
+    def ready() -> bool:
+        assert process.poll() is None, f"the server exited: {process.communicate()}"
+        try:
+            with HTTPDataClient(port, "http://127.0.0.1:", timeout=5) as client:
+                return client.ping()
+        except ServerUnavailable:
+            return False
+
+    wait_for(ready, "the server to answer its health check", 30)
+
+
+def _stop(process: subprocess.Popen[str]) -> tuple[int, str, str]:
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=30)
+    return process.returncode, out, err
+
+
+@pytest.fixture
+def served_dir(tmp_path: Path) -> Path:
+    _write_served(tmp_path)
+    return tmp_path
+
+
+def _popen(args: list[str], cwd: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def test_workers_share_the_port_and_each_sets_up_and_tears_down_once(served_dir: Path) -> None:
+    port = free_port()
+    process = _popen(["workers.py", str(port)], served_dir)
+    try:
+        _wait_until_ready(port, process)
+        assert len(_pids_answering(port)) == 2
+    finally:
+        code, out, err = _stop(process)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert (
+        lines[0]
+        == f"dataserve: serving PidHandler on http://127.0.0.1:{port} with 2 workers (press Ctrl-C to stop)"
+    )
+    assert len([line for line in lines if line.startswith("setup ")]) == 2
+    assert len([line for line in lines if line.startswith("teardown ")]) == 2
+    assert lines[-1] == "dataserve: stopped"
+
+
+def test_uvicorn_command_serves_a_module_app_with_workers(served_dir: Path) -> None:
+    port = free_port()
+    process = _popen(["-m", "uvicorn", "served:app", "--port", str(port), "--workers", "2"], served_dir)
+    try:
+        _wait_until_ready(port, process)
+        assert len(_pids_answering(port)) == 2
+    finally:
+        code, out, err = _stop(process)
+    assert code == 0, err
+    assert len([line for line in out.splitlines() if line.startswith("teardown ")]) == 2
+
+
+def test_uvicorn_command_stops_when_setup_fails(served_dir: Path) -> None:
+    process = _popen(["-m", "uvicorn", "served:broken_app", "--port", str(free_port())], served_dir)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 3
+    assert "Broken.setup() failed; the server stops" in err
+    assert "FileNotFoundError: no such file: model.bin" in err
+
+
+def test_workers_need_the_handler_as_an_import_path() -> None:
+    with pytest.raises(TypeError, match="import path such as 'mymodule:MyHandler'"):
+        dataserve.run_http_server(0, EchoHandler, workers=2)
+
+
+def test_import_handler_finds_a_class_by_its_import_path() -> None:
+    assert import_handler("tests.conftest:EchoHandler") is EchoHandler
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("tests.conftest", r"is not an import path: write it as module:ClassName"),
+        ("no_such_module_here:Handler", r"cannot import module 'no_such_module_here'"),
+        ("tests.conftest:NoSuchHandler", r"module 'tests.conftest' has no 'NoSuchHandler'"),
+        (
+            "tests.conftest:free_port",
+            r"is <function free_port .*>, not a subclass of dataserve.HTTPDataHandler",
+        ),
+    ],
+)
+def test_import_handler_says_what_is_wrong(path: str, message: str) -> None:
+    with pytest.raises(DataServeError, match=message):
+        import_handler(path)
