@@ -14,8 +14,8 @@ class TableHandler(HTTPDataHandler):
 
     def handle_request(self, resource, payload):
         if resource == "/lookup":
-            # A plain handle_request runs in worker threads, several calls at a time:
-            # guard what it changes with a lock.
+            # With max_concurrency above 1, a plain handle_request runs in several
+            # worker threads at a time: guard what it changes with a lock.
             with self.lock:
                 self.lookups += 1
             return [self.table.get(key) for key in payload]
@@ -31,7 +31,7 @@ def caller(port, results):
             results.append(client.send("/lookup", ["key3", "key12", "nokey"]))
 
 
-with serve(TableHandler, port=0) as server:
+with serve(TableHandler, port=0, max_concurrency=8) as server:
     results = []
     threads = [threading.Thread(target=caller, args=(server.port, results)) for _ in range(8)]
     for thread in threads:
