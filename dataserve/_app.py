@@ -21,8 +21,12 @@ from ._codec import decode, encode
 from ._errors import PayloadError
 from ._handler import HTTPDataHandler
 from ._lifecycle import Lifecycle, State
+from ._token import refusal, resolve_token
 
-__all__ = ["HEALTH_PATH", "DataApp", "create_app"]
+__all__ = ["DEFAULT_MAX_BODY_SIZE", "HEALTH_PATH", "DataApp", "create_app"]
+
+DEFAULT_MAX_BODY_SIZE = 1 << 30
+"""The largest request body a server takes by default (1 GiB): larger ones are refused with 413."""
 
 HEALTH_PATH = "/healthz"
 """GET here answers 200 while the server is ready: for load balancers and ``ping()``."""
@@ -35,6 +39,8 @@ def create_app(
     *,
     debug: bool = False,
     max_concurrency: int = 1,
+    token: str | None = None,
+    max_body_size: int | None = DEFAULT_MAX_BODY_SIZE,
 ) -> DataApp:
     """Return the ASGI app that serves ``data_handler`` at every PUT path.
 
@@ -42,10 +48,17 @@ def create_app(
     an instance of one. With ``debug`` a failing handler's traceback goes back to the
     caller. A plain ``handle_request`` runs in a worker thread, at most
     ``max_concurrency`` calls at once (one by default, as in the original server); an
-    ``async def`` one runs on the event loop. The app can be mounted into any Starlette
-    or FastAPI app.
+    ``async def`` one runs on the event loop. With a ``token`` (or ``$DATASERVE_TOKEN``)
+    only calls that carry it are answered. Bodies over ``max_body_size`` bytes are
+    refused (None takes any size). The app can be mounted into any Starlette or FastAPI app.
     """
-    return DataApp(_as_handler(data_handler), debug=debug, max_concurrency=max_concurrency)
+    return DataApp(
+        _as_handler(data_handler),
+        debug=debug,
+        max_concurrency=max_concurrency,
+        token=token,
+        max_body_size=max_body_size,
+    )
 
 
 class DataApp(Starlette):
@@ -63,12 +76,24 @@ class DataApp(Starlette):
         *,
         debug: bool = False,
         max_concurrency: int = 1,
+        token: str | None = None,
+        max_body_size: int | None = DEFAULT_MAX_BODY_SIZE,
     ) -> None:
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be 1 or more, not {max_concurrency}")
+        if max_body_size is not None and max_body_size < 0:
+            raise ValueError(f"max_body_size must be 0 or more, or None, not {max_body_size}")
         self.handler = handler
         self.lifecycle = Lifecycle(handler)
-        endpoint = _Endpoint(handler, self.lifecycle, debug=debug, max_concurrency=max_concurrency)
+        self.token = resolve_token(token)
+        endpoint = _Endpoint(
+            handler,
+            self.lifecycle,
+            debug=debug,
+            max_concurrency=max_concurrency,
+            token=self.token,
+            max_body_size=max_body_size,
+        )
         routes = [
             Route(HEALTH_PATH, endpoint.health, methods=["GET"]),
             Route("/{resource:path}", endpoint.handle, methods=["PUT", "HEAD"]),
@@ -101,8 +126,17 @@ class _Endpoint:
     """Decodes a call, runs the handler on it and encodes its reply or its failure."""
 
     def __init__(
-        self, handler: HTTPDataHandler, lifecycle: Lifecycle, *, debug: bool, max_concurrency: int
+        self,
+        handler: HTTPDataHandler,
+        lifecycle: Lifecycle,
+        *,
+        debug: bool,
+        max_concurrency: int,
+        token: str | None,
+        max_body_size: int | None,
     ) -> None:
+        self.token = token
+        self.max_body_size = max_body_size
         self.handler = handler
         self.lifecycle = lifecycle
         self.name = type(handler).__name__
@@ -118,10 +152,18 @@ class _Endpoint:
         return JSONResponse({"status": state.value}, status_code=503)
 
     async def handle(self, request: Request) -> Response:
+        if self.token is not None:
+            refused = refusal(request.headers.get("authorization"), self.token)
+            if refused is not None:
+                response = error_response(401, "unauthorized", refused)
+                response.headers["WWW-Authenticate"] = "Bearer"
+                return response
         if request.method == "HEAD":
             return Response()
         resource = "/" + request.path_params["resource"]
-        body = await request.body()
+        body = await self._body(request)
+        if body is None:
+            return self._too_large()
         content_type = request.headers.get("content-type")
         if await self.lifecycle.ready() is not State.READY:
             return self._not_ready()
@@ -132,6 +174,29 @@ class _Endpoint:
         return await anyio.to_thread.run_sync(
             self._respond, resource, body, content_type, limiter=self.limiter
         )
+
+    async def _body(self, request: Request) -> bytes | None:
+        """The request body, or None once it is over the limit (the rest is never read)."""
+        limit = self.max_body_size
+        if limit is None:
+            return await request.body()
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            return None
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                return None
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _too_large(self) -> Response:
+        message = (
+            f"the body is larger than this server takes ({self.max_body_size:,} bytes): send less, "
+            "or start the server with a larger max_body_size"
+        )
+        return error_response(413, "payload_too_large", message)
 
     def _not_ready(self) -> Response:
         error = self.lifecycle.error

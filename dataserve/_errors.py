@@ -6,12 +6,14 @@ The tree::
       ResourceNotFound     404: the handler returned None for the resource
       RemoteError          500: the handler raised; carries its type name and message
       PayloadError         a value that cannot be sent, or 400 / 413 / 415 from the server
-      ServerUnavailable    connection refused, reset or timed out
+      AuthenticationError  401: the server needs a token, or the one sent is wrong
+      ServerUnavailable    connection refused, reset or timed out; 503 while it cannot serve
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "AuthenticationError",
     "DataServeError",
     "PayloadError",
     "RemoteError",
@@ -60,6 +62,10 @@ class PayloadError(DataServeError):
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+
+
+class AuthenticationError(DataServeError):
+    """The server refused the call: it needs a token, or the one sent is wrong (401)."""
 
 
 class ServerUnavailable(DataServeError):

@@ -5,24 +5,27 @@ from __future__ import annotations
 import contextlib
 import copy
 import importlib
+import ipaddress
 import json
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, TypeAlias
 
 import uvicorn
 import uvicorn.config
 from uvicorn.supervisors import Multiprocess
 
-from ._app import DataApp, create_app
+from ._app import DEFAULT_MAX_BODY_SIZE, DataApp, create_app
 from ._errors import DataServeError
 from ._handler import HTTPDataHandler
 from ._lifecycle import STARTUP_FAILURE, State
+from ._token import resolve_token
 
 __all__ = ["RunningServer", "import_handler", "run_http_server", "serve"]
 
@@ -41,19 +44,28 @@ def run_http_server(
     data_handler: Handler,
     *,
     host: str = "127.0.0.1",
-    debug: bool = False,
-    log_level: str = "warning",
+    token: str | None = None,
     max_concurrency: int = 1,
     workers: int = 1,
+    max_body_size: int | None = DEFAULT_MAX_BODY_SIZE,
+    ssl_certfile: str | os.PathLike[str] | None = None,
+    ssl_keyfile: str | os.PathLike[str] | None = None,
+    keep_alive_timeout: int = 30,
+    shutdown_timeout: int = 30,
+    debug: bool = False,
+    log_level: str = "warning",
 ) -> None:
     """Serve ``data_handler`` on ``host:port`` until Ctrl-C or SIGTERM, then return.
 
     Port 0 picks a free port; the line printed at start shows the real one. The port is
     taken before the handler is made, so a port in use fails at once. The default host
-    serves this machine only: pass ``host="0.0.0.0"`` to serve other machines. With
-    ``workers`` above 1, that many processes share the port, each with its own handler:
-    ``data_handler`` must then be an import path such as ``"mymodule:MyHandler"``.
-    Raises DataServeError if the port is taken or the handler's ``setup()`` fails.
+    serves this machine only: pass ``host="0.0.0.0"`` to serve other machines, with a
+    ``token`` (or ``$DATASERVE_TOKEN``) that callers must send, and TLS from
+    ``ssl_certfile`` and ``ssl_keyfile``. With ``workers`` above 1, that many processes
+    share the port, each with its own handler: ``data_handler`` must then be an import
+    path such as ``"mymodule:MyHandler"``. On Ctrl-C, calls under way get
+    ``shutdown_timeout`` seconds to finish. Raises DataServeError if the port is taken or
+    the handler's ``setup()`` fails. See ``create_app`` for the other options.
     """
     if workers < 1:
         raise ValueError(f"workers must be 1 or more, not {workers}")
@@ -62,18 +74,21 @@ def run_http_server(
             "with workers > 1, pass the handler as an import path such as 'mymodule:MyHandler', "
             "so that each worker process can import it"
         )
+    app_options = _AppOptions(debug, max_concurrency, resolve_token(token), max_body_size)
+    options = _ServerOptions(log_level, ssl_certfile, ssl_keyfile, keep_alive_timeout, shutdown_timeout)
     name = _name(data_handler)
     with _bind(host, port) as sock:
-        url = _url(host, sock.getsockname()[1])
+        url = _url(host, sock.getsockname()[1], options.tls)
+        _warn_if_open(host, app_options.token)
         if workers > 1:
             assert isinstance(data_handler, str)
             print(
                 f"dataserve: serving {name} on {url} with {workers} workers (press Ctrl-C to stop)",
                 flush=True,
             )
-            _run_workers(data_handler, sock, workers, debug, log_level, max_concurrency)
+            _run_workers(data_handler, sock, workers, app_options, options)
         else:
-            server, app = _uvicorn_server(data_handler, debug, log_level, max_concurrency)
+            server, app = _uvicorn_server(data_handler, app_options, options)
             print(f"dataserve: serving {name} on {url} (press Ctrl-C to stop)", flush=True)
             with _signals_interrupt(), contextlib.suppress(KeyboardInterrupt):
                 server.run(sockets=[sock])
@@ -113,11 +128,8 @@ def import_handler(path: str) -> type[HTTPDataHandler] | HTTPDataHandler:
 def worker_app() -> DataApp:
     """The app of one worker process started by ``run_http_server(..., workers=N)``."""
     options = json.loads(os.environ[_WORKER_ENV])
-    return create_app(
-        import_handler(options["handler"]),
-        debug=options["debug"],
-        max_concurrency=options["max_concurrency"],
-    )
+    handler = import_handler(options.pop("handler"))
+    return create_app(handler, **options)
 
 
 @dataclass(frozen=True)
@@ -126,11 +138,12 @@ class RunningServer:
 
     host: str
     port: int
+    tls: bool = False
 
     @property
     def url(self) -> str:
         """The base URL a client reaches the server at, such as ``http://127.0.0.1:5001``."""
-        return _url(self.host, self.port)
+        return _url(self.host, self.port, self.tls)
 
 
 @contextlib.contextmanager
@@ -139,9 +152,15 @@ def serve(
     *,
     port: int = 0,
     host: str = "127.0.0.1",
+    token: str | None = None,
+    max_concurrency: int = 1,
+    max_body_size: int | None = DEFAULT_MAX_BODY_SIZE,
+    ssl_certfile: str | os.PathLike[str] | None = None,
+    ssl_keyfile: str | os.PathLike[str] | None = None,
+    keep_alive_timeout: int = 30,
+    shutdown_timeout: int = 30,
     debug: bool = False,
     log_level: str = "warning",
-    max_concurrency: int = 1,
     startup_timeout: float = 30.0,
 ) -> Iterator[RunningServer]:
     """Serve ``data_handler`` in a background thread for the length of a ``with`` block.
@@ -149,10 +168,14 @@ def serve(
     Returns once the server accepts connections and the handler's ``setup()`` has
     finished, and stops it on exit: for tests, notebooks and scripts that serve and query
     in one process. Raises DataServeError if the port is taken, ``setup()`` fails, or the
-    server is not ready within ``startup_timeout`` seconds.
+    server is not ready within ``startup_timeout`` seconds. The other options are those of
+    ``run_http_server``.
     """
+    app_options = _AppOptions(debug, max_concurrency, resolve_token(token), max_body_size)
+    options = _ServerOptions(log_level, ssl_certfile, ssl_keyfile, keep_alive_timeout, shutdown_timeout)
     with _bind(host, port) as sock:
-        server, app = _uvicorn_server(data_handler, debug, log_level, max_concurrency)
+        _warn_if_open(host, app_options.token)
+        server, app = _uvicorn_server(data_handler, app_options, options)
         thread = threading.Thread(
             target=server.run, kwargs={"sockets": [sock]}, name="dataserve", daemon=True
         )
@@ -171,19 +194,61 @@ def serve(
                 "see the log above"
             )
         try:
-            yield RunningServer(host, sock.getsockname()[1])
+            yield RunningServer(host, sock.getsockname()[1], options.tls)
         finally:
             server.should_exit = True
             thread.join()
 
 
+@dataclass(frozen=True)
+class _AppOptions:
+    """What ``create_app`` takes besides the handler, also sent to worker processes."""
+
+    debug: bool
+    max_concurrency: int
+    token: str | None
+    max_body_size: int | None
+
+
+@dataclass(frozen=True)
+class _ServerOptions:
+    """What the HTTP server (uvicorn) takes."""
+
+    log_level: str
+    ssl_certfile: str | os.PathLike[str] | None
+    ssl_keyfile: str | os.PathLike[str] | None
+    keep_alive_timeout: int
+    shutdown_timeout: int
+
+    @property
+    def tls(self) -> bool:
+        return self.ssl_certfile is not None
+
+    def config(self, app: DataApp | str, **extra: Any) -> uvicorn.Config:
+        """uvicorn's configuration, logging handler failures as uvicorn logs."""
+        log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+        log_config["loggers"]["dataserve"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+        return uvicorn.Config(
+            app,
+            log_level=self.log_level,
+            log_config=log_config,
+            access_log=False,
+            lifespan="on",
+            ssl_certfile=self.ssl_certfile,
+            ssl_keyfile=self.ssl_keyfile,
+            timeout_keep_alive=self.keep_alive_timeout,
+            timeout_graceful_shutdown=self.shutdown_timeout,
+            **extra,
+        )
+
+
 def _uvicorn_server(
-    data_handler: Handler, debug: bool, log_level: str, max_concurrency: int
+    data_handler: Handler, app_options: _AppOptions, options: _ServerOptions
 ) -> tuple[uvicorn.Server, DataApp]:
     """The uvicorn server for ``data_handler``'s app, which stops it if the handler's setup() fails."""
     handler = import_handler(data_handler) if isinstance(data_handler, str) else data_handler
-    app = create_app(handler, debug=debug, max_concurrency=max_concurrency)
-    server = uvicorn.Server(_config(app, log_level))
+    app = create_app(handler, **asdict(app_options))
+    server = uvicorn.Server(options.config(app))
 
     def stop(exc: BaseException) -> None:
         server.should_exit = True
@@ -193,26 +258,36 @@ def _uvicorn_server(
 
 
 def _run_workers(
-    target: str, sock: socket.socket, workers: int, debug: bool, log_level: str, max_concurrency: int
+    target: str, sock: socket.socket, workers: int, app_options: _AppOptions, options: _ServerOptions
 ) -> None:
     """Serve ``target`` from ``workers`` processes sharing ``sock``, under uvicorn's supervisor."""
     import_handler(target)  # Fail here, in one line, rather than once in every worker.
-    options = {"handler": target, "debug": debug, "max_concurrency": max_concurrency}
-    os.environ[_WORKER_ENV] = json.dumps(options)
-    config = _config(f"{__name__}:worker_app", log_level, factory=True, workers=workers)
+    os.environ[_WORKER_ENV] = json.dumps({"handler": target, **asdict(app_options)})
+    config = options.config(f"{__name__}:worker_app", factory=True, workers=workers)
     supervisor = Multiprocess(config, sockets=[sock])
     supervisor.run()
     if any(process.exitcode == STARTUP_FAILURE for process in supervisor.processes):
         raise DataServeError(f"a worker serving {target} failed to start; see the log above")
 
 
-def _config(app: DataApp | str, log_level: str, **options: Any) -> uvicorn.Config:
-    """uvicorn's configuration, logging handler failures as uvicorn logs."""
-    log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
-    log_config["loggers"]["dataserve"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
-    return uvicorn.Config(
-        app, log_level=log_level, log_config=log_config, access_log=False, lifespan="on", **options
-    )
+def _warn_if_open(host: str, token: str | None) -> None:
+    """Say so when anyone on the network may call the handler."""
+    if token is None and not _is_loopback(host):
+        print(
+            f"dataserve: warning: serving on {host} without a token: anyone who can reach this port "
+            "can call the handler; pass token=... (or --token, or set $DATASERVE_TOKEN)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _raise_if_failed(app: DataApp) -> None:
@@ -231,8 +306,9 @@ def _bind(host: str, port: int) -> socket.socket:
         raise DataServeError(f"cannot listen on {host}:{port}: {exc.strerror}; choose another port") from None
 
 
-def _url(host: str, port: int) -> str:
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+def _url(host: str, port: int, tls: bool) -> str:
+    scheme = "https" if tls else "http"
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
 
 def _name(data_handler: object) -> str:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -14,6 +15,7 @@ import pytest
 
 import dataserve
 from dataserve import HTTPDataClient, HTTPDataHandler, create_app
+from dataserve._app import DEFAULT_MAX_BODY_SIZE
 from tests.conftest import AsyncEchoHandler, EchoHandler
 
 pytestmark = pytest.mark.anyio
@@ -271,3 +273,54 @@ def test_async_handler_calls_run_at_once_on_the_event_loop() -> None:
 async def test_max_concurrency_below_1_is_refused(bad: int) -> None:
     with pytest.raises(ValueError, match=f"max_concurrency must be 1 or more, not {bad}"):
         create_app(EchoHandler, max_concurrency=bad)
+
+
+OCTETS = {"content-type": "application/octet-stream"}
+
+
+@pytest.fixture(scope="module")
+def small_limit() -> Iterator[dataserve.RunningServer]:
+    with dataserve.serve(EchoHandler, max_body_size=1024) as server:
+        yield server
+
+
+def test_body_over_the_limit_is_413_and_the_server_goes_on(small_limit: dataserve.RunningServer) -> None:
+    with httpx.Client(base_url=small_limit.url) as http:
+        reply = http.put("/echo", content=b"x" * 1025)
+        assert reply.status_code == 413
+        assert reply.json()["error"] == "payload_too_large"
+        assert "larger than this server takes (1,024 bytes)" in reply.json()["message"]
+        assert http.put("/echo", content=b"x" * 1024, headers=OCTETS).content == b"x" * 1024
+
+
+def test_streamed_body_over_the_limit_is_413(small_limit: dataserve.RunningServer) -> None:
+    def chunks() -> Iterator[bytes]:
+        for _ in range(10):
+            yield b"y" * 200
+
+    with httpx.Client(base_url=small_limit.url) as http:
+        reply = http.put("/echo", content=chunks())
+        assert "content-length" not in reply.request.headers
+        assert reply.status_code == 413
+
+
+def test_declared_size_over_the_limit_is_refused_before_any_body_is_read(
+    small_limit: dataserve.RunningServer,
+) -> None:
+    with socket.create_connection(("127.0.0.1", small_limit.port), timeout=10) as sock:
+        sock.sendall(b"PUT /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000\r\n\r\n")
+        assert sock.recv(4096).startswith(b"HTTP/1.1 413 ")
+
+
+def test_max_body_size_none_serves_large_bodies() -> None:
+    with (
+        dataserve.serve(EchoHandler, max_body_size=None) as server,
+        httpx.Client(base_url=server.url) as http,
+    ):
+        body = b"z" * (DEFAULT_MAX_BODY_SIZE // 256)
+        assert len(http.put("/echo", content=body, headers=OCTETS).content) == 1 << 22
+
+
+async def test_negative_max_body_size_is_refused() -> None:
+    with pytest.raises(ValueError, match="max_body_size must be 0 or more, or None, not -1"):
+        create_app(EchoHandler, max_body_size=-1)

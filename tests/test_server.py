@@ -6,6 +6,7 @@ import asyncio
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import textwrap
@@ -13,7 +14,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
+import trustme
 import uvicorn
 
 import dataserve
@@ -356,3 +359,32 @@ def test_import_handler_finds_a_class_by_its_import_path() -> None:
 def test_import_handler_says_what_is_wrong(path: str, message: str) -> None:
     with pytest.raises(DataServeError, match=message):
         import_handler(path)
+
+
+@pytest.fixture(scope="module")
+def certificate_authority() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture(scope="module")
+def tls_files(certificate_authority: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A self-signed CA, and a certificate and key it signed for 127.0.0.1 and localhost."""
+    directory = tmp_path_factory.mktemp("tls")
+    certificate = certificate_authority.issue_cert("127.0.0.1", "localhost")
+    files = {"ca": directory / "ca.pem", "cert": directory / "cert.pem", "key": directory / "key.pem"}
+    certificate_authority.cert_pem.write_to_path(str(files["ca"]))
+    certificate.cert_chain_pems[0].write_to_path(str(files["cert"]))
+    certificate.private_key_pem.write_to_path(str(files["key"]))
+    return files
+
+
+def test_serve_with_a_certificate_speaks_https(tls_files: dict[str, Path]) -> None:
+    with dataserve.serve(EchoHandler, ssl_certfile=tls_files["cert"], ssl_keyfile=tls_files["key"]) as server:
+        assert server.url == f"https://127.0.0.1:{server.port}"
+        trusting = ssl.create_default_context(cafile=tls_files["ca"])
+        with httpx.Client(base_url=server.url, verify=trusting) as http:
+            assert http.put("/echo", json=[1, 2]).json() == [1, 2]
+        with httpx.Client(base_url=server.url) as unverified, pytest.raises(httpx.ConnectError):
+            unverified.put("/echo", json=[1])
+        with pytest.raises(httpx.RemoteProtocolError):
+            httpx.put(f"http://127.0.0.1:{server.port}/echo", json=[1])
