@@ -1,28 +1,275 @@
-"""The ``dataserve`` command."""
+"""The ``dataserve`` command: ``serve`` a handler, ``send`` a call to a server, or run the ``demo``."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from ._client import HTTPDataClient
-from ._errors import DataServeError
+import httpx
+
+from ._client import DEFAULT_TIMEOUT, HTTPDataClient, base_url
+from ._codec import encode
+from ._errors import DataServeError, RemoteError
 from ._handler import HTTPDataHandler
-from ._server import serve
+from ._progress import call
+from ._server import import_handler, run_http_server, serve
 
 __all__ = ["main"]
+
+DEFAULT_PORT = 5001
+"""The port ``serve`` listens on and ``send`` calls when none is given, as in the seed's example."""
+
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+
+
+class UsageError(Exception):
+    """An argument that parses but makes no sense with the others: reported with the usage."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``dataserve`` command with ``argv`` and return its exit status."""
+    args = parse(sys.argv[1:] if argv is None else list(argv))
+    try:
+        status: int = args.run(args)
+        return status
+    except UsageError as exc:
+        parser: argparse.ArgumentParser = args.parser
+        parser.error(str(exc))
+    except DataServeError as exc:
+        if isinstance(exc, RemoteError) and exc.remote_traceback:
+            print(exc.remote_traceback.rstrip(), file=sys.stderr)  # The server runs with --debug.
+        print(f"dataserve: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("dataserve: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # The reader of stdout went away (``dataserve send ... | head``): say nothing more.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    """The parsed command line; ``send`` takes its options before, between or after its positionals."""
+    parser, send_parser = _parsers()
+    if argv[:1] == ["send"]:
+        return send_parser.parse_intermixed_args(argv[1:])
+    return parser.parse_args(argv)
+
+
+def _parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+    """The ``dataserve`` parser, and that of its ``send`` command."""
     parser = argparse.ArgumentParser(prog="dataserve", description="Serve Python data over HTTP.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    commands.add_parser("demo", help="start a server on a free port, call it as the docs do, and stop")
-    args = parser.parse_args(argv)
-    if args.command == "demo":
-        return demo()
-    parser.error(f"unknown command {args.command!r}")  # pragma: no cover
+
+    serve_parser = commands.add_parser(
+        "serve",
+        help="serve a handler class, given by its import path, until Ctrl-C",
+        description="Serve the handler class at MODULE:CLASS until Ctrl-C or SIGTERM.",
+    )
+    serve_parser.add_argument(
+        "handler", metavar="MODULE:CLASS", help="the handler's import path, such as mymodule:MyHandler"
+    )
+    serve_parser.add_argument(
+        "--host", default="127.0.0.1", help="the address to listen on (default %(default)s)"
+    )
+    serve_parser.add_argument(
+        "--port",
+        type=_port,
+        default=DEFAULT_PORT,
+        help="the port to listen on; 0 picks a free one (default %(default)s)",
+    )
+    serve_parser.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        metavar="N",
+        help="worker processes sharing the port (default 1)",
+    )
+    serve_parser.add_argument(
+        "--max-concurrency",
+        type=_positive,
+        default=1,
+        metavar="N",
+        help="calls of a plain handle_request run at once in each worker (default 1)",
+    )
+    serve_parser.add_argument(
+        "--log-level",
+        type=str.lower,
+        choices=LOG_LEVELS,
+        default="warning",
+        metavar="LEVEL",
+        help=f"the HTTP server's log level: {', '.join(LOG_LEVELS)} (default warning)",
+    )
+    serve_parser.add_argument(
+        "--debug", action="store_true", help="send a failing handler's traceback back to the caller"
+    )
+    serve_parser.set_defaults(run=serve_command, parser=serve_parser)
+
+    send_parser = commands.add_parser(
+        "send",
+        help="call a server and print its reply",
+        description="Send VALUE to RESOURCE on a dataserve server and print the reply. "
+        "Without --json, --text or --file, a VALUE that is valid JSON is sent as JSON, any other as text; "
+        "without a VALUE the payload is None.",
+    )
+    send_parser.add_argument("resource", metavar="RESOURCE", help="the resource to call, such as /xdata")
+    send_parser.add_argument("value", metavar="VALUE", nargs="?", help="the payload")
+    where = send_parser.add_mutually_exclusive_group()
+    where.add_argument("--port", type=_port, help=f"call http://localhost:PORT (default {DEFAULT_PORT})")
+    where.add_argument("--url", help="call the server at this base URL, such as http://10.0.0.2:5001")
+    kind = send_parser.add_mutually_exclusive_group()
+    kind.add_argument("--json", action="store_true", help="send VALUE as JSON; it must be valid JSON")
+    kind.add_argument("--text", action="store_true", help="send VALUE as text, even if it is valid JSON")
+    kind.add_argument(
+        "--file", metavar="PATH", help="send the bytes of the file PATH (- for stdin), not a VALUE"
+    )
+    send_parser.add_argument(
+        "-o", "--output", metavar="PATH", help="write the reply to PATH; - writes bytes to stdout"
+    )
+    send_parser.add_argument(
+        "--timeout",
+        type=_timeout,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help="how long to wait to connect, to send and for the reply; 0 waits for ever (default %(default)s)",
+    )
+    send_parser.set_defaults(run=send_command, parser=send_parser)
+
+    demo_parser = commands.add_parser(
+        "demo", help="start a server on a free port, call it as the docs do, and stop"
+    )
+    demo_parser.set_defaults(run=lambda args: demo(), parser=demo_parser)
+    return parser, send_parser
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0 to 65535)")
+    return int(text)
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of 1 or more")
+    return int(text)
+
+
+def _timeout(text: str) -> float | None:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (0 waits for ever)")
+    return seconds or None
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    """Serve the handler at ``args.handler``, checked to import before anything starts."""
+    # As ``python -m`` does, so that a module in the current directory imports from the console script too.
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    import_handler(args.handler)
+    run_http_server(
+        args.port,
+        args.handler,
+        host=args.host,
+        debug=args.debug,
+        log_level=args.log_level,
+        max_concurrency=args.max_concurrency,
+        workers=args.workers,
+    )
+    return 0
+
+
+def send_command(args: argparse.Namespace) -> int:
+    """Send the payload the arguments give, and print or save the reply."""
+    try:
+        url = (
+            base_url(DEFAULT_PORT if args.port is None else args.port, "http://localhost:")
+            if args.url is None
+            else base_url(None, args.url)
+        )
+    except (ValueError, httpx.InvalidURL) as exc:
+        raise UsageError(f"argument --url: {exc}") from None
+    body, content_type = encode(_payload(args))
+    reply = call(url, args.resource, body, content_type, timeout=args.timeout)
+    show(reply, args.output)
+    return 0
+
+
+def _payload(args: argparse.Namespace) -> Any:
+    if args.file is not None:
+        if args.value is not None:
+            raise UsageError("give either VALUE or --file, not both")
+        return _read(args.file)
+    if args.value is None:
+        if args.json or args.text:
+            raise UsageError(f"--{'json' if args.json else 'text'} needs a VALUE")
+        return None
+    if args.text:
+        return args.value
+    try:
+        return json.loads(args.value)
+    except ValueError as exc:
+        if args.json:
+            raise UsageError(f"argument --json: VALUE is not valid JSON: {exc}") from None
+        return args.value
+
+
+def _read(path: str) -> bytes:
+    if path == "-":
+        return sys.stdin.buffer.read()
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise DataServeError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def show(reply: Any, output: str | None) -> None:
+    """Print ``reply``, or write it to the file ``output`` (``-``: stdout).
+
+    Text prints as it is, JSON values pretty-printed, and anything else as its repr.
+    Bytes print only as a one-line summary, unless written to ``output``.
+    """
+    if isinstance(reply, (bytes, bytearray, memoryview)):
+        data = bytes(reply)
+        if output is None:
+            print(f"<{_count(len(data))}; use --output PATH to save them>")
+            return
+    else:
+        text = reply if isinstance(reply, str) else _format(reply)
+        if output in (None, "-"):
+            print(text)
+            return
+        data = (text + "\n").encode("utf-8")
+    if output == "-":
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    try:
+        Path(output).write_bytes(data)
+    except OSError as exc:
+        raise DataServeError(f"cannot write {output}: {exc.strerror or exc}") from None
+    print(f"wrote {_count(len(data))} to {output}", file=sys.stderr)
+
+
+def _format(value: Any) -> str:
+    try:
+        return json.dumps(value, indent=2, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def _count(size: int) -> str:
+    return f"{size:,} byte" if size == 1 else f"{size:,} bytes"
 
 
 class DemoHandler(HTTPDataHandler):
