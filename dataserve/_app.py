@@ -13,7 +13,7 @@ import anyio
 import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -24,6 +24,9 @@ from ._lifecycle import Lifecycle, State
 from ._token import refusal, resolve_token
 
 __all__ = ["DEFAULT_MAX_BODY_SIZE", "HEALTH_PATH", "DataApp", "create_app"]
+
+MAX_HEADER_BYTES = 64 * 1024
+"""The most bytes of request headers a call may carry; more are refused with 431."""
 
 DEFAULT_MAX_BODY_SIZE = 1 << 30
 """The largest request body a server takes by default (1 GiB): larger ones are refused with 413."""
@@ -152,16 +155,16 @@ class _Endpoint:
         return JSONResponse({"status": state.value}, status_code=503)
 
     async def handle(self, request: Request) -> Response:
-        if self.token is not None:
-            refused = refusal(request.headers.get("authorization"), self.token)
-            if refused is not None:
-                response = error_response(401, "unauthorized", refused)
-                response.headers["WWW-Authenticate"] = "Bearer"
-                return response
+        refused = self._refused_request(request)
+        if refused is not None:
+            return refused
         if request.method == "HEAD":
             return Response()
         resource = "/" + request.path_params["resource"]
-        body = await self._body(request)
+        try:
+            body = await self._body(request)
+        except ClientDisconnect:
+            return Response(status_code=400)  # Nobody is left to read it.
         if body is None:
             return self._too_large()
         content_type = request.headers.get("content-type")
@@ -174,6 +177,29 @@ class _Endpoint:
         return await anyio.to_thread.run_sync(
             self._respond, resource, body, content_type, limiter=self.limiter
         )
+
+    def _refused_request(self, request: Request) -> Response | None:
+        """The reply to a request refused before its body is read, or None to go on."""
+        header_bytes = sum(len(name) + len(value) for name, value in request.scope["headers"])
+        if header_bytes > MAX_HEADER_BYTES:
+            message = (
+                f"the request's headers take {header_bytes:,} bytes, over the {MAX_HEADER_BYTES:,} allowed"
+            )
+            return error_response(431, "headers_too_large", message)
+        if self.token is not None:
+            refused = refusal(request.headers.get("authorization"), self.token)
+            if refused is not None:
+                response = error_response(401, "unauthorized", refused)
+                response.headers["WWW-Authenticate"] = "Bearer"
+                return response
+        segments = request.path_params["resource"].split("/")
+        if "\x00" in request.path_params["resource"] or "." in segments or ".." in segments:
+            message = (
+                f"the resource {request.url.path!r} has a '.' or '..' segment or a NUL character; "
+                "name resources plainly, such as /data/xdata"
+            )
+            return error_response(400, "bad_resource", message)
+        return None
 
     async def _body(self, request: Request) -> bytes | None:
         """The request body, or None once it is over the limit (the rest is never read)."""
