@@ -1,0 +1,346 @@
+"""The pickle-based ProxyServer that dataserve replaces, kept for comparison.
+
+A server process holds one instance of a class; other processes get a proxy to it whose
+method calls run in the server, with arguments and return values passed by pickle. It is
+built on ``multiprocessing.managers``, as the original was::
+
+    # server
+    from dataserve.proxy import run_proxy_server
+    run_proxy_server(Store, 5002)
+
+    # client
+    from dataserve.proxy import get_proxy_class
+    store = get_proxy_class("Store", 5002)
+    store.append([1, 2, 3])  # runs Store.append in the server
+
+Unpickling runs code, so whoever can connect and knows the authkey can run any code in
+the server, and a server can run any code in its clients. Use it only between processes
+you trust, on a network you trust; see docs/proxy.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from multiprocessing import AuthenticationError
+from multiprocessing.connection import Connection, Listener
+from multiprocessing.managers import BaseManager, RemoteError
+from typing import Any, Protocol, cast
+
+from ._errors import DataServeError, ServerUnavailable
+from ._server import _signals_interrupt
+
+__all__ = ["RunningProxyServer", "get_proxy_class", "run_proxy_server", "serve_proxy"]
+
+_AUTHKEY_ENV = "DATASERVE_AUTHKEY"
+"""The environment variable both sides take the authkey from when none is passed."""
+
+_STOP_TIMEOUT = 5.0
+"""Seconds to wait for the server's threads when it stops; calls still running are left."""
+
+
+def run_proxy_server(
+    proxy_class: type[object],
+    port: int,
+    *,
+    host: str = "127.0.0.1",
+    authkey: bytes | str | None = None,
+) -> None:
+    """Serve one instance of ``proxy_class`` on ``host:port`` until Ctrl-C or SIGTERM.
+
+    Clients reach it with ``get_proxy_class(proxy_class.__name__, port)``. The port is
+    taken first, so a port in use fails at once; then the instance is made, once, and
+    every client shares it. Port 0 picks a free port; the line printed at start shows the
+    real one.
+
+    ``authkey`` is the shared secret clients must prove they know. It defaults to the
+    ``DATASERVE_AUTHKEY`` environment variable, else to the class name, which anyone can
+    guess: the default host serves this machine only; read docs/proxy.md before serving
+    any other.
+    """
+    with _signals_interrupt(), contextlib.suppress(KeyboardInterrupt):
+        server = _ProxyServer(proxy_class, host, port, authkey)
+        try:
+            print(
+                f"dataserve proxy: serving {server.name} on {host}:{server.port} (press Ctrl-C to stop)",
+                flush=True,
+            )
+            server.wait()
+        finally:
+            server.stop()
+    print("dataserve proxy: stopped", flush=True)
+
+
+@dataclass(frozen=True)
+class RunningProxyServer:
+    """Where a proxy server started by ``serve_proxy()`` listens, and the name it serves."""
+
+    host: str
+    port: int
+    name: str
+
+
+@contextlib.contextmanager
+def serve_proxy(
+    proxy_class: type[object],
+    *,
+    port: int = 0,
+    host: str = "127.0.0.1",
+    authkey: bytes | str | None = None,
+) -> Iterator[RunningProxyServer]:
+    """Serve ``proxy_class`` in background threads for the length of a ``with`` block.
+
+    Yields once the instance is made and the server accepts connections; on exit, closes
+    the port and every proxy's connection. For tests, benchmarks and scripts that serve
+    and call in one process. The arguments are those of ``run_proxy_server``.
+    """
+    server = _ProxyServer(proxy_class, host, port, authkey)
+    try:
+        yield RunningProxyServer(host, server.port, server.name)
+    finally:
+        server.stop()
+
+
+def get_proxy_class(
+    proxy_name: str,
+    port: int,
+    host: str = "localhost",
+    authkey: bytes | str | None = None,
+    *,
+    connect_timeout: float = 10.0,
+) -> Any:
+    """A proxy to the instance the server at ``host:port`` serves under ``proxy_name``.
+
+    ``proxy_name`` is the served class's ``__name__``. Calling a public method of the
+    proxy runs it on the server's instance, with the arguments and the return value
+    passed by pickle; an exception the method raises is raised by the call. Method calls
+    wait as long as the method runs: ``connect_timeout`` bounds only reaching the server.
+
+    ``authkey`` defaults to the ``DATASERVE_AUTHKEY`` environment variable, else to
+    ``proxy_name``; it must be the server's.
+
+    Raises ``ServerUnavailable`` if nothing answers at ``host:port`` like a proxy server
+    within ``connect_timeout`` seconds, and ``DataServeError`` if the server refuses the
+    authkey or serves no class named ``proxy_name``.
+    """
+    _check_name(proxy_name)
+    key = _authkey(authkey, proxy_name)
+    _probe(host, port, connect_timeout)
+    manager = _manager_class()
+    manager.register(proxy_name)
+    client = manager(address=(host, port), authkey=key)
+    try:
+        client.connect()
+        return getattr(client, proxy_name)()
+    except AuthenticationError:
+        raise DataServeError(
+            f"the proxy server at {host}:{port} refused the authkey: its key and this one differ. "
+            f"Each side uses the authkey argument, else the {_AUTHKEY_ENV} environment variable, "
+            f"else the class name ({proxy_name!r} here); set {_AUTHKEY_ENV} to the same secret "
+            "for the server and its clients, or pass the same authkey to both"
+        ) from None
+    except RemoteError as exc:
+        # args[0] is the server's traceback, as text; its last line names the exception.
+        remote = str(exc.args[0] if exc.args else "").strip().splitlines()
+        if remote and remote[-1].startswith("KeyError"):  # the registry has no such name
+            raise DataServeError(
+                f"the proxy server at {host}:{port} serves no class named {proxy_name!r}; "
+                "proxy_name must be the __name__ of the class given to run_proxy_server"
+            ) from None
+        raise DataServeError(
+            f"the proxy server at {host}:{port} could not hand out its {proxy_name}: "
+            f"{remote[-1] if remote else 'no reason given'}"
+        ) from None
+    except (OSError, EOFError) as exc:
+        reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        raise ServerUnavailable(
+            f"the proxy server at {host}:{port} closed the connection ({reason}); "
+            "check that it is still running"
+        ) from None
+
+
+class _ServerInternals(Protocol):
+    """What this module uses of a ``multiprocessing.managers.Server``.
+
+    typeshed's stub of Server leaves out ``listener`` (made by ``__init__``) and
+    ``stop_event`` (made by ``serve_forever``, which ``_ProxyServer`` replaces because it
+    ends with ``sys.exit(0)`` and cannot be stopped from another thread). CPython 3.11 to
+    3.13 have both.
+    """
+
+    address: tuple[str, int]
+    listener: Listener
+    stop_event: threading.Event
+
+    def handle_request(self, conn: Connection[Any, Any]) -> None: ...
+
+
+class _ProxyServer:
+    """A manager Server run by threads of this process, so that it can stop cleanly.
+
+    One thread accepts connections and one more serves each, as ``serve_forever`` does.
+    Stopping closes the port and shuts down every connection, which ends the threads
+    serving them (they read end of file), so no proxy can reach the instance afterwards.
+    """
+
+    def __init__(self, proxy_class: type[object], host: str, port: int, authkey: bytes | str | None) -> None:
+        self.name = _check_name(proxy_class.__name__)
+        manager = _manager_class()
+        # The instance is made once the port is taken and connections are accepted;
+        # a client that asks for it earlier waits in ``_shared_instance``.
+        manager.register(self.name, callable=self._shared_instance)
+        self._instance: object = None
+        self._instance_made = False
+        self._instance_ready = threading.Event()
+        try:
+            server = manager(address=(host, port), authkey=_authkey(authkey, self.name)).get_server()
+        except OSError as exc:
+            raise DataServeError(
+                f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another port"
+            ) from None
+        self._server = cast(_ServerInternals, server)
+        # Server.serve_client serves a connection while stop_event is unset, and when it
+        # ends because stop_event is set it sends a reply nobody asked for, which the next
+        # call would read as its own. So, as in the stdlib, only a client's "shutdown"
+        # request sets stop_event; stop() ends connections by shutting their sockets down.
+        self._server.stop_event = self._shutdown_requested = threading.Event()
+        self._stopping = threading.Event()
+        self.port: int = self._server.address[1]
+        self._lock = threading.Lock()
+        self._connections: dict[socket.socket, threading.Thread] = {}
+        self._accepter = threading.Thread(target=self._accept, name="dataserve-proxy", daemon=True)
+        self._accepter.start()
+        try:
+            self._instance = proxy_class()
+        except BaseException:
+            self.stop()
+            raise
+        self._instance_made = True
+        self._instance_ready.set()
+
+    def wait(self) -> None:
+        """Block until a client asks the server to shut down; Ctrl-C interrupts."""
+        while not self._shutdown_requested.wait(1.0):
+            pass
+
+    def stop(self) -> None:
+        """Close the port and every connection, and wait a while for their threads."""
+        self._stopping.set()
+        self._instance_ready.set()
+        self._wake_accepter()
+        self._accepter.join(_STOP_TIMEOUT)
+        self._server.listener.close()
+        with self._lock:
+            connections = list(self._connections.items())
+        for watch, _ in connections:
+            with contextlib.suppress(OSError):
+                watch.shutdown(socket.SHUT_RDWR)
+        deadline = time.monotonic() + _STOP_TIMEOUT
+        for _, thread in connections:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    def _shared_instance(self) -> object:
+        self._instance_ready.wait()
+        if not self._instance_made:
+            raise DataServeError(f"the server stopped before it made its {self.name}")
+        return self._instance
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn = self._server.listener.accept()
+            except OSError:
+                if self._stopping.is_set():
+                    return
+                time.sleep(0.05)  # for example out of file descriptors: try again shortly
+                continue
+            if self._stopping.is_set():
+                conn.close()
+                return
+            if self._shutdown_requested.is_set():
+                conn.close()  # serve_client would end at once, with a stray reply
+                continue
+            # A second handle on the connection's socket, to shut it down from stop(): the
+            # thread serving it is blocked reading, and only a shutdown wakes it.
+            watch = socket.fromfd(conn.fileno(), socket.AF_INET, socket.SOCK_STREAM)
+            thread = threading.Thread(
+                target=self._serve, args=(conn, watch), name="dataserve-proxy-connection", daemon=True
+            )
+            with self._lock:
+                self._connections[watch] = thread
+            thread.start()
+
+    def _serve(self, conn: Connection[Any, Any], watch: socket.socket) -> None:
+        try:
+            self._server.handle_request(conn)  # authenticates, then serves calls until EOF
+        finally:
+            with self._lock:
+                del self._connections[watch]
+            watch.close()
+
+    def _wake_accepter(self) -> None:
+        """Connect once, so that the thread blocked in accept() sees the server stopping."""
+        host, port = self._server.address
+        if host in ("0.0.0.0", ""):
+            host = "127.0.0.1"
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1.0):
+            pass
+
+
+def _manager_class() -> type[BaseManager]:
+    class ProxyManager(BaseManager):
+        """A new manager class for each server and client, so that registrations never mix."""
+
+    return ProxyManager
+
+
+def _check_name(name: str) -> str:
+    """``name``, if a manager can serve a class under it."""
+    if name.startswith("_") or hasattr(BaseManager, name):
+        raise ValueError(
+            f"the proxy server cannot serve a class named {name!r}: the name must not start with "
+            "'_' nor be an attribute of multiprocessing.managers.BaseManager; rename the class"
+        )
+    return name
+
+
+def _authkey(authkey: bytes | str | None, name: str) -> bytes:
+    """The authkey passed, else the one in the environment, else the class name, as bytes."""
+    if authkey is None:
+        authkey = os.environ.get(_AUTHKEY_ENV) or name
+    key = authkey.encode() if isinstance(authkey, str) else bytes(authkey)
+    if not key:
+        raise ValueError("the authkey must not be empty")
+    return key
+
+
+def _probe(host: str, port: int, timeout: float) -> None:
+    """Fail within ``timeout`` where multiprocessing would wait without end.
+
+    A proxy server speaks first: it sends an authentication challenge as soon as it
+    accepts. A host that drops packets, or a port served by something else (such as a
+    dataserve HTTP server), would otherwise leave the client waiting for ever.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        try:
+            sock.connect((host, port))
+        except OSError as exc:
+            raise ServerUnavailable(
+                f"cannot reach the proxy server at {host}:{port} ({exc.strerror or exc}); check that "
+                "run_proxy_server is running there and that the host and port are right"
+            ) from None
+        try:
+            greeting = sock.recv(1)
+        except OSError:
+            greeting = b""
+    if not greeting:
+        raise ServerUnavailable(
+            f"{host}:{port} accepted the connection but did not answer like a proxy server within "
+            f"{timeout} s; check that the port is run_proxy_server's (not, say, an HTTP server's)"
+        )
