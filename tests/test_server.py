@@ -10,9 +10,11 @@ import ssl
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -388,3 +390,66 @@ def test_serve_with_a_certificate_speaks_https(tls_files: dict[str, Path]) -> No
             unverified.put("/echo", json=[1])
         with pytest.raises(httpx.RemoteProtocolError):
             httpx.put(f"http://127.0.0.1:{server.port}/echo", json=[1])
+
+
+IN_FLIGHT_SCRIPT = """
+import sys, time
+from dataserve import HTTPDataHandler, run_http_server
+
+class Slow(HTTPDataHandler):
+    def handle_request(self, resource, payload):
+        print("call started", flush=True)
+        time.sleep(payload)
+        return "finished"
+
+run_http_server(0, Slow, max_concurrency=4, shutdown_timeout=int(sys.argv[1]))
+"""
+
+
+def _start_in_flight_server(directory: Path, grace: int) -> tuple[subprocess.Popen[str], int]:
+    script = directory / "in_flight.py"
+    script.write_text(textwrap.dedent(IN_FLIGHT_SCRIPT))
+    process = _popen([str(script), str(grace)], directory)
+    assert process.stdout is not None
+    match = re.search(r"on http://127\.0\.0\.1:(\d+) ", process.stdout.readline())
+    assert match
+    return process, int(match.group(1))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_stopping_lets_calls_in_flight_finish_then_exits_0(tmp_path: Path, sig: int) -> None:
+    process, port = _start_in_flight_server(tmp_path, grace=30)
+    replies: list[Any] = []
+    with HTTPDataClient(port, "http://127.0.0.1:", timeout=30) as client:
+        call = threading.Thread(target=lambda: replies.append(client.send("/slow", 1.0)))
+        call.start()
+        assert process.stdout is not None
+        assert process.stdout.readline() == "call started\n"
+        process.send_signal(sig)
+        call.join(30)
+    out, err = process.communicate(timeout=30)
+    assert replies == ["finished"]
+    assert process.returncode == 0, err
+    assert out.splitlines()[-1] == "dataserve: stopped"
+
+
+def test_calls_still_running_after_the_grace_period_are_cut_off(tmp_path: Path) -> None:
+    process, port = _start_in_flight_server(tmp_path, grace=1)
+    errors: list[Exception] = []
+
+    def call() -> None:
+        with HTTPDataClient(port, "http://127.0.0.1:", timeout=30) as client:
+            try:
+                client.send("/slow", 20.0)
+            except DataServeError as exc:
+                errors.append(exc)
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    assert process.stdout is not None
+    assert process.stdout.readline() == "call started\n"
+    process.send_signal(signal.SIGTERM)
+    caller.join(30)
+    process.communicate(timeout=30)
+    assert process.returncode == 0
+    assert len(errors) == 1
