@@ -1,12 +1,14 @@
-"""HTTPDataClient against a real uvicorn server on 127.0.0.1."""
+"""HTTPDataClient and AsyncHTTPDataClient against real uvicorn servers on 127.0.0.1."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
@@ -16,6 +18,7 @@ from hypothesis import strategies as st
 
 import dataserve
 from dataserve import (
+    AsyncHTTPDataClient,
     HTTPDataClient,
     PayloadError,
     RemoteError,
@@ -24,7 +27,7 @@ from dataserve import (
     ServerUnavailable,
 )
 from dataserve._client import base_url, reply_value
-from tests.conftest import AsyncEchoHandler, free_port
+from tests.conftest import AsyncEchoHandler, EchoHandler, free_port
 from tests.test_codec import json_values, same
 
 MiB = 2**20
@@ -231,8 +234,13 @@ def slow_call_under_way(url: str) -> Iterator[None]:
     assert replies == ["slept"]
 
 
-def test_slow_sync_handler_does_not_block_other_calls(server: RunningServer) -> None:
-    with slow_call_under_way(server.url), HTTPDataClient(address=server.url, timeout=1.0) as other:
+def test_slow_sync_handler_does_not_block_other_calls_with_max_concurrency() -> None:
+    # max_concurrency is 1 by default, so that calls to a plain handler run one at a time.
+    with (
+        dataserve.serve(EchoHandler, max_concurrency=2) as running,
+        slow_call_under_way(running.url),
+        HTTPDataClient(address=running.url, timeout=1.0) as other,
+    ):
         assert other.send("/r", "not blocked") == "not blocked"
 
 
@@ -287,3 +295,307 @@ def test_floats_with_nan_and_infinities_round_trip_through_server(
 @settings(network, max_examples=8)
 def test_bytes_from_0_to_64_mib_round_trip_through_server(client: HTTPDataClient, value: bytes) -> None:
     assert client.send("/r", value) == value
+
+
+# AsyncHTTPDataClient: the same calls, awaited, and many of them at once on one client.
+
+
+class GatheringEchoHandler(AsyncEchoHandler):
+    """AsyncEchoHandler whose ``/together`` holds each call until all of its group have arrived.
+
+    The payload is ``{"group": name, "size": n, ...}``; the reply is the payload. A client
+    that sends one call at a time never gets a reply: its first call waits for the others.
+    """
+
+    def __init__(self) -> None:
+        self.arrived: Counter[str] = Counter()
+        self.all_in: dict[str, asyncio.Event] = {}
+
+    async def handle_request(self, resource: str, payload: Any) -> Any:
+        if resource != "/together":
+            return await super().handle_request(resource, payload)
+        group = payload["group"]
+        all_in = self.all_in.setdefault(group, asyncio.Event())
+        self.arrived[group] += 1
+        if self.arrived[group] == payload["size"]:
+            all_in.set()
+        await all_in.wait()
+        return payload
+
+
+@pytest.fixture(scope="module")
+def async_server() -> Iterator[RunningServer]:
+    """A real server of an async echo handler on 127.0.0.1, shared by the tests of this module."""
+    with dataserve.serve(GatheringEchoHandler, port=0) as running:
+        yield running
+
+
+@pytest.fixture(params=["sync handler", "async handler"])
+def any_server(request: pytest.FixtureRequest) -> RunningServer:
+    """The EchoHandler server, then the async echo handler's."""
+    name = "server" if request.param == "sync handler" else "async_server"
+    server: RunningServer = request.getfixturevalue(name)
+    return server
+
+
+@pytest.fixture
+async def async_client(server: RunningServer) -> AsyncIterator[AsyncHTTPDataClient]:
+    async with AsyncHTTPDataClient(server.port, "http://127.0.0.1:", timeout=30) as client:
+        yield client
+
+
+@pytest.mark.anyio
+async def test_async_default_address_is_localhost(server: RunningServer) -> None:
+    async with AsyncHTTPDataClient(server.port) as client:
+        assert client.base_url == f"http://localhost:{server.port}"
+        assert await client.send("/r", [1]) == [1]
+
+
+@pytest.mark.anyio
+async def test_async_full_base_url_is_accepted(server: RunningServer) -> None:
+    async with AsyncHTTPDataClient(address=server.url) as client:
+        assert await client.send("/r", "x") == "x"
+
+
+def test_async_address_forms_give_the_same_base_url_as_the_sync_client() -> None:
+    forms: list[tuple[int | None, str]] = [
+        (5001, "http://localhost:"),
+        (5001, "http://10.0.0.2"),
+        (5001, "10.0.0.2:"),
+        (None, "http://10.0.0.2:8000/data/"),
+    ]
+    for port, address in forms:
+        assert AsyncHTTPDataClient(port, address).base_url == HTTPDataClient(port, address).base_url
+    with pytest.raises(ValueError, match="pass the port"):
+        AsyncHTTPDataClient()
+
+
+@pytest.mark.anyio
+async def test_async_send_returns_decoded_reply_of_each_type(any_server: RunningServer) -> None:
+    async with AsyncHTTPDataClient(address=any_server.url, timeout=30) as client:
+        assert await client.send("/r", "text") == "text"
+        assert await client.send("/r", "") == ""
+        assert await client.send("/r", {"a": [1, 2.5, None, True]}) == {"a": [1, 2.5, None, True]}
+        assert await client.send("/r", (1, "two")) == [1, "two"]
+        assert await client.send("/r", b"\x00\x01") == b"\x00\x01"
+        assert await client.send("/r", b"") == b""
+        assert await client.send("/r", bytearray(b"ab")) == b"ab"
+        assert await client.send("/r", memoryview(b"cd")) == b"cd"
+        assert await client.send("/r", 7) == 7
+        assert same(await client.send("/r", [float("nan"), float("inf")]), [float("nan"), float("inf")])
+        assert await client.send("r", False) is False
+
+
+@pytest.mark.anyio
+async def test_async_send_without_payload_hands_handler_none(async_client: AsyncHTTPDataClient) -> None:
+    assert await async_client.send("/type") == "NoneType"
+    assert await async_client.send("type", "x") == "str"
+
+
+@pytest.mark.anyio
+async def test_async_unhandled_resource_raises_resource_not_found(async_client: AsyncHTTPDataClient) -> None:
+    with pytest.raises(ResourceNotFound, match="EchoHandler does not handle the resource '/missing'") as info:
+        await async_client.send("/missing", 1)
+    assert info.value.resource == "/missing"
+
+
+@pytest.mark.anyio
+async def test_async_failing_handler_raises_remote_error(async_client: AsyncHTTPDataClient) -> None:
+    with pytest.raises(
+        RemoteError, match=r"failed on PUT http://\S+/fail: ValueError: cannot handle 3"
+    ) as info:
+        await async_client.send("/fail", 3)
+    assert info.value.remote_type == "ValueError"
+    assert info.value.remote_message == "cannot handle 3"
+    assert info.value.remote_traceback is None
+    assert await async_client.send("/r", "still here") == "still here"
+
+
+@pytest.mark.anyio
+async def test_async_unsupported_reply_raises_remote_error(async_client: AsyncHTTPDataClient) -> None:
+    with pytest.raises(RemoteError, match="cannot send a value of type set") as info:
+        await async_client.send("/set")
+    assert info.value.remote_type == "PayloadError"
+
+
+@pytest.mark.anyio
+async def test_async_unencodable_payload_is_refused_before_sending(
+    async_client: AsyncHTTPDataClient,
+) -> None:
+    before = await async_client.send("/calls")
+    with pytest.raises(PayloadError, match="cannot send a value of type set") as info:
+        await async_client.send("/r", {1, 2})
+    assert info.value.status is None
+    assert await async_client.send("/calls") == before + 1
+
+
+@pytest.mark.anyio
+async def test_async_server_side_refusals_map_to_payload_error_and_dataserve_error() -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        status = int(request.url.path.strip("/"))
+        return httpx.Response(status, json={"error": "bad_payload", "message": "nope"})
+
+    async with AsyncHTTPDataClient(address="http://127.0.0.1:1") as client:
+        await client._http.aclose()
+        client._http = httpx.AsyncClient(base_url=client.base_url, transport=httpx.MockTransport(refuse))
+        for status in (400, 413, 415):
+            with pytest.raises(PayloadError, match=f"refused the payload: nope \\({status} from PUT") as info:
+                await client.send(f"/{status}", 1)
+            assert info.value.status == status
+        with pytest.raises(dataserve.DataServeError, match="unexpected 502") as error:
+            await client.send("/502", 1)
+        assert type(error.value) is dataserve.DataServeError
+
+
+@pytest.mark.anyio
+async def test_async_unreachable_server_raises_server_unavailable_naming_url() -> None:
+    port = free_port()
+    async with AsyncHTTPDataClient(port, "http://127.0.0.1:", timeout=5) as client:
+        with pytest.raises(
+            ServerUnavailable,
+            match=f"check that the server is running and listening at http://127.0.0.1:{port}",
+        ):
+            await client.send("/r", 1)
+        with pytest.raises(ServerUnavailable):
+            await client.ping()
+
+
+@pytest.mark.anyio
+async def test_async_call_past_timeout_raises_server_unavailable(server: RunningServer) -> None:
+    async with AsyncHTTPDataClient(server.port, "http://127.0.0.1:", timeout=0.2) as client:
+        with pytest.raises(ServerUnavailable, match=r"no reply from \S+ in time"):
+            await client.send("/sleep", 1.0)
+
+
+@pytest.mark.anyio
+async def test_async_cancelled_send_leaves_client_usable(async_client: AsyncHTTPDataClient) -> None:
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(async_client.send("/sleep", 0.5), 0.05)
+    assert await async_client.send("/r", "after") == "after"
+
+
+@pytest.mark.anyio
+async def test_async_ping_is_true_for_running_server(any_server: RunningServer) -> None:
+    async with AsyncHTTPDataClient(address=any_server.url) as client:
+        assert await client.ping() is True
+
+
+@pytest.mark.anyio
+async def test_async_ping_is_false_when_health_check_answers_not_ready() -> None:
+    def not_ready(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(503, json={"status": "starting"})
+
+    async with AsyncHTTPDataClient(address="http://127.0.0.1:1") as client:
+        await client._http.aclose()
+        client._http = httpx.AsyncClient(base_url=client.base_url, transport=httpx.MockTransport(not_ready))
+        assert await client.ping() is False
+
+
+@pytest.mark.anyio
+async def test_async_calls_reuse_one_pooled_connection(async_client: AsyncHTTPDataClient) -> None:
+    for index in range(20):
+        assert await async_client.send("/r", index) == index
+    assert await async_client.ping() is True
+    pool = async_client._http._transport._pool  # type: ignore[attr-defined]
+    assert len(pool.connections) == 1
+
+
+@pytest.mark.anyio
+async def test_async_closed_client_cannot_send(server: RunningServer) -> None:
+    client = AsyncHTTPDataClient(server.port, "http://127.0.0.1:")
+    assert await client.send("/r", 1) == 1
+    await client.aclose()
+    with pytest.raises(
+        dataserve.DataServeError, match=r"AsyncHTTPDataClient\('http://127.0.0.1:\d+'\) is closed"
+    ):
+        await client.send("/r", 1)
+    with pytest.raises(dataserve.DataServeError, match="is closed; make a new client"):
+        await client.ping()
+
+
+@pytest.mark.anyio
+async def test_async_with_closes_client_also_on_error(server: RunningServer) -> None:
+    async with AsyncHTTPDataClient(server.port, "http://127.0.0.1:") as client:
+        assert await client.send("/r", 1) == 1
+    assert client._http.is_closed
+    with pytest.raises(RemoteError):
+        async with AsyncHTTPDataClient(server.port, "http://127.0.0.1:") as failing:
+            await failing.send("/fail", 1)
+    assert failing._http.is_closed
+
+
+def test_async_repr_shows_base_url() -> None:
+    assert repr(AsyncHTTPDataClient(5001)) == "AsyncHTTPDataClient('http://localhost:5001')"
+
+
+def unique_call(index: int) -> tuple[str, Any, Any]:
+    """Call ``index`` of many sent at once: its resource, its payload and the reply it expects.
+
+    Most echo a payload no other call sends, of one of the four payload types; every tenth
+    sleeps on the server so that the calls overlap; every 25th gets ResourceNotFound.
+    """
+    if index % 25 == 0:
+        return f"/none-{index}", None, ResourceNotFound
+    if index % 10 == 0:
+        return "/sleep", 0.01 + index / 10_000, "slept"
+    payloads = [
+        f"call {index}",
+        {"index": index, "items": [index, str(index), None, index / 3]},
+        str(index).encode() * (index % 7 + 1),
+        [index, -index],
+    ]
+    payload = payloads[index % len(payloads)]
+    return f"/echo-{index}", payload, payload
+
+
+@pytest.mark.anyio
+async def test_async_many_sends_at_once_on_one_client_each_get_their_own_reply(
+    any_server: RunningServer,
+) -> None:
+    calls = [unique_call(index) for index in range(200)]
+    async with AsyncHTTPDataClient(address=any_server.url, timeout=30) as client:
+        replies = await asyncio.gather(
+            *(client.send(resource, payload) for resource, payload, _ in calls), return_exceptions=True
+        )
+        assert await client.send("/r", "after") == "after"
+    assert len(replies) == len(calls)
+    for (resource, _, expected), reply in zip(calls, replies, strict=True):
+        if expected is ResourceNotFound:
+            assert isinstance(reply, ResourceNotFound), (resource, reply)
+            assert reply.resource == resource
+        else:
+            assert reply == expected, (resource, reply)
+            assert type(reply) is type(expected), (resource, reply)
+
+
+@pytest.mark.anyio
+async def test_async_sends_at_once_are_in_flight_together(async_server: RunningServer) -> None:
+    # Each call to /together is answered only once all 20 have reached the handler, so this
+    # finishes only if the one client has all 20 in flight at once (else: ServerUnavailable).
+    payloads = [{"group": "in flight", "size": 20, "index": index} for index in range(20)]
+    async with AsyncHTTPDataClient(address=async_server.url, timeout=20) as client:
+        replies = await asyncio.gather(*(client.send("/together", payload) for payload in payloads))
+    assert replies == payloads
+
+
+@pytest.mark.anyio
+async def test_async_and_sync_clients_share_one_server(
+    server: RunningServer, async_client: AsyncHTTPDataClient
+) -> None:
+    with HTTPDataClient(address=server.url) as sync_client:
+        assert sync_client.send("/r", "sync") == "sync"
+        assert await async_client.send("/r", "async") == "async"
+
+
+@pytest.mark.anyio
+@given(st.lists(st.one_of(st.text(), json_values.filter(lambda value: value is not None), st.binary())))
+@network
+async def test_async_values_sent_at_once_round_trip_through_server(
+    async_client: AsyncHTTPDataClient, values: list[Any]
+) -> None:
+    replies = await asyncio.gather(
+        *(async_client.send(f"/r{index}", value) for index, value in enumerate(values))
+    )
+    assert len(replies) == len(values)
+    for reply, value in zip(replies, values, strict=True):
+        assert same(reply, value)

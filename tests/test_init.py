@@ -7,6 +7,7 @@ from dataserve import DataServeError, PayloadError, RemoteError, ResourceNotFoun
 def test_public_names_are_exported() -> None:
     assert sorted(dataserve.__all__) == sorted(
         [
+            "AsyncHTTPDataClient",
             "DataServeError",
             "HTTPDataClient",
             "HTTPDataHandler",
