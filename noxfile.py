@@ -1,4 +1,4 @@
-"""Development sessions: ``nox -s tests lint docs``."""
+"""Development sessions: ``nox -s tests lint docs``, and ``nox -s bench`` for the benchmarks."""
 
 from __future__ import annotations
 
@@ -29,3 +29,10 @@ def docs(session: nox.Session) -> None:
     """Build the documentation with mkdocs, failing on any warning."""
     session.install("-e", ".[docs]")
     session.run("mkdocs", "build", "--strict", "-d", str(session.create_tmp()) + "/site")
+
+
+@nox.session(python="3.11")
+def bench(session: nox.Session) -> None:
+    """Race dataserve against the ProxyServer; write docs/benchmarks.md and its chart (a few minutes)."""
+    session.install("-e", ".[bench]")
+    session.run("python", "benchmarks/bench.py", *session.posargs)

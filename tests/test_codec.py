@@ -330,7 +330,7 @@ def test_header_is_aligned_and_version_1_0_unless_field_names_need_3_0() -> None
 
 @needs_numpy
 def test_array_subclass_arrives_as_plain_ndarray() -> None:
-    class Tagged(np.ndarray):  # type: ignore[type-arg]
+    class Tagged(np.ndarray[Any, Any]):
         pass
 
     value = decode(*encode(np.arange(4).reshape(2, 2).view(Tagged)))
