@@ -1,13 +1,22 @@
 """dataserve: serve Python data from one long-running process to others over HTTP."""
 
-from ._app import create_app
+from ._app import DataApp, create_app
 from ._client import AsyncHTTPDataClient, HTTPDataClient
-from ._errors import DataServeError, PayloadError, RemoteError, ResourceNotFound, ServerUnavailable
+from ._errors import (
+    AuthenticationError,
+    DataServeError,
+    PayloadError,
+    RemoteError,
+    ResourceNotFound,
+    ServerUnavailable,
+)
 from ._handler import HTTPDataHandler
 from ._server import RunningServer, run_http_server, serve
 
 __all__ = [
     "AsyncHTTPDataClient",
+    "AuthenticationError",
+    "DataApp",
     "DataServeError",
     "HTTPDataClient",
     "HTTPDataHandler",

@@ -12,12 +12,14 @@ from typing import Any
 
 import httpx
 
+from ._app import DEFAULT_MAX_BODY_SIZE
 from ._client import DEFAULT_TIMEOUT, HTTPDataClient, base_url
 from ._codec import encode
 from ._errors import DataServeError, RemoteError
 from ._handler import HTTPDataHandler
 from ._progress import call
 from ._server import import_handler, run_http_server, serve
+from ._token import TOKEN_ENV
 
 __all__ = ["main"]
 
@@ -109,6 +111,20 @@ def _parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     serve_parser.add_argument(
         "--debug", action="store_true", help="send a failing handler's traceback back to the caller"
     )
+    serve_parser.add_argument(
+        "--token",
+        help=f"answer only calls that carry this token (default ${TOKEN_ENV}; other users can see "
+        "a command line, so prefer the variable)",
+    )
+    serve_parser.add_argument(
+        "--max-body-size",
+        type=_size,
+        default=DEFAULT_MAX_BODY_SIZE,
+        metavar="BYTES",
+        help="refuse larger bodies with 413; 0 takes any size (default %(default)s)",
+    )
+    serve_parser.add_argument("--ssl-certfile", metavar="PATH", help="serve HTTPS with this certificate")
+    serve_parser.add_argument("--ssl-keyfile", metavar="PATH", help="the private key of --ssl-certfile")
     serve_parser.set_defaults(run=serve_command, parser=serve_parser)
 
     send_parser = commands.add_parser(
@@ -139,6 +155,12 @@ def _parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         metavar="SECONDS",
         help="how long to wait to connect, to send and for the reply; 0 waits for ever (default %(default)s)",
     )
+    send_parser.add_argument("--token", help=f"the server's token (default ${TOKEN_ENV})")
+    trust = send_parser.add_mutually_exclusive_group()
+    trust.add_argument("--cafile", metavar="PATH", help="check an HTTPS server's certificate against this CA")
+    trust.add_argument(
+        "--insecure", action="store_true", help="do not check an HTTPS server's certificate at all"
+    )
     send_parser.set_defaults(run=send_command, parser=send_parser)
 
     demo_parser = commands.add_parser(
@@ -160,6 +182,12 @@ def _positive(text: str) -> int:
     return int(text)
 
 
+def _size(text: str) -> int | None:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of bytes (0 takes any size)")
+    return int(text) or None
+
+
 def _timeout(text: str) -> float | None:
     try:
         seconds = float(text)
@@ -176,6 +204,8 @@ def serve_command(args: argparse.Namespace) -> int:
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     import_handler(args.handler)
+    if (args.ssl_certfile is None) != (args.ssl_keyfile is None):
+        raise UsageError("give --ssl-certfile and --ssl-keyfile together")
     run_http_server(
         args.port,
         args.handler,
@@ -184,6 +214,10 @@ def serve_command(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         max_concurrency=args.max_concurrency,
         workers=args.workers,
+        token=args.token,
+        max_body_size=args.max_body_size,
+        ssl_certfile=args.ssl_certfile,
+        ssl_keyfile=args.ssl_keyfile,
     )
     return 0
 
@@ -199,7 +233,10 @@ def send_command(args: argparse.Namespace) -> int:
     except (ValueError, httpx.InvalidURL) as exc:
         raise UsageError(f"argument --url: {exc}") from None
     body, content_type = encode(_payload(args))
-    reply = call(url, args.resource, body, content_type, timeout=args.timeout)
+    verify = False if args.insecure else args.cafile or True
+    reply = call(
+        url, args.resource, body, content_type, timeout=args.timeout, token=args.token, verify=verify
+    )
     show(reply, args.output)
     return 0
 

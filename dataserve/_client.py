@@ -9,20 +9,41 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import ssl
 from collections.abc import Iterator
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeAlias, TypeVar
 
 import httpx
 
 from ._app import HEALTH_PATH
 from ._codec import decode, encode
-from ._errors import DataServeError, PayloadError, RemoteError, ResourceNotFound, ServerUnavailable
+from ._errors import (
+    AuthenticationError,
+    DataServeError,
+    PayloadError,
+    RemoteError,
+    ResourceNotFound,
+    ServerUnavailable,
+)
+from ._token import authorization, resolve_token
 
 __all__ = ["AsyncHTTPDataClient", "HTTPDataClient"]
 
 DEFAULT_TIMEOUT = 60.0
-"""Seconds a call waits for the server to accept, take the payload, and reply."""
+"""Seconds a call waits to send its payload, and then for the reply."""
+
+DEFAULT_CONNECT_TIMEOUT = 10.0
+"""Seconds a call waits for the server to accept its connection."""
+
+KEEPALIVE_EXPIRY = 4.0
+"""Seconds an idle pooled connection is kept: less than uvicorn's 5 s idle timeout, so the
+server never closes a connection the client is about to use."""
+
+Verify: TypeAlias = bool | str | os.PathLike[str] | ssl.SSLContext
+"""How a client checks an HTTPS server's certificate: True against the system's authorities,
+a CA bundle's path, an SSL context, or False not at all."""
 
 _HTTP = TypeVar("_HTTP", httpx.Client, httpx.AsyncClient)
 
@@ -36,13 +57,24 @@ class _DataClient(Generic[_HTTP]):
         address: str = "http://localhost:",
         *,
         timeout: float | None = DEFAULT_TIMEOUT,
+        connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
+        token: str | None = None,
+        verify: Verify = True,
     ) -> None:
         self.base_url = base_url(port, address)
-        self._http: _HTTP = self._pool(timeout)
+        self.connect_timeout = connect_timeout
+        self._http: _HTTP = self._pool(**pool_options(self.base_url, timeout, connect_timeout, token, verify))
 
-    def _pool(self, timeout: float | None) -> _HTTP:
+    def _pool(self, **options: Any) -> _HTTP:
         """The pooled httpx client that carries this client's calls."""
         raise NotImplementedError
+
+    def _options(self, timeout: float | None, sent: _Sent) -> dict[str, Any]:
+        """The httpx options of one request: its timeout if it has its own, and the trace of its sending."""
+        options: dict[str, Any] = {"extensions": {"trace": sent.trace(self._is_async)}}
+        if timeout is not None:
+            options["timeout"] = httpx.Timeout(timeout, connect=self.connect_timeout)
+        return options
 
     @contextlib.contextmanager
     def _calling(self) -> Iterator[_HTTP]:
@@ -53,6 +85,8 @@ class _DataClient(Generic[_HTTP]):
             yield self._http
         except httpx.TransportError as exc:
             raise unavailable(self.base_url, exc) from exc
+
+    _is_async = False
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.base_url!r})"
@@ -68,28 +102,35 @@ class HTTPDataClient(_DataClient[httpx.Client]):
     waits for ever). Close the client when done, or use it as a context manager.
     """
 
-    def _pool(self, timeout: float | None) -> httpx.Client:
-        return httpx.Client(base_url=self.base_url, timeout=timeout)
+    def _pool(self, **options: Any) -> httpx.Client:
+        return httpx.Client(**options)
 
-    def send(self, resource: str, payload: Any = None) -> Any:
+    def send(self, resource: str, payload: Any = None, *, timeout: float | None = None) -> Any:
         """Send ``payload`` to ``resource`` and return the handler's reply.
 
-        ``payload`` is a str, a JSON-able value, bytes-like, or None. Raises
-        ResourceNotFound, RemoteError, PayloadError or ServerUnavailable.
+        ``payload`` is a str, a JSON-able value, bytes-like, a NumPy array, or None.
+        ``timeout`` replaces the client's for this call. Raises ResourceNotFound,
+        RemoteError, PayloadError, AuthenticationError or ServerUnavailable.
         """
         path, options = put_request(resource, payload)
-        return reply_value(self._request("PUT", path, **options), path)
+        return reply_value(self._request("PUT", path, timeout, **options), path)
 
     def ping(self) -> bool:
         """Return True if the server is up and ready, False if it is up but not ready yet.
 
         Raises ServerUnavailable if nothing answers.
         """
-        return self._request("GET", HEALTH_PATH).status_code == 200
+        return self._request("GET", HEALTH_PATH, None).status_code == 200
 
-    def _request(self, method: str, path: str, **options: Any) -> httpx.Response:
+    def _request(self, method: str, path: str, timeout: float | None, **options: Any) -> httpx.Response:
         with self._calling() as http:
-            return http.request(method, path, **options)
+            sent = _Sent()
+            try:
+                return http.request(method, path, **options, **self._options(timeout, sent))
+            except httpx.TransportError as exc:
+                if not sent.may_retry(exc):
+                    raise
+            return http.request(method, path, **options, **self._options(timeout, _Sent()))
 
     def close(self) -> None:
         """Close the pooled connection; the client cannot send afterwards."""
@@ -116,28 +157,37 @@ class AsyncHTTPDataClient(_DataClient[httpx.AsyncClient]):
     client.aclose()``, or use it with ``async with``. Use a client in one event loop only.
     """
 
-    def _pool(self, timeout: float | None) -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=self.base_url, timeout=timeout)
+    _is_async = True
 
-    async def send(self, resource: str, payload: Any = None) -> Any:
+    def _pool(self, **options: Any) -> httpx.AsyncClient:
+        return httpx.AsyncClient(**options)
+
+    async def send(self, resource: str, payload: Any = None, *, timeout: float | None = None) -> Any:
         """Send ``payload`` to ``resource`` and return the handler's reply.
 
-        ``payload`` is a str, a JSON-able value, bytes-like, or None. Raises
-        ResourceNotFound, RemoteError, PayloadError or ServerUnavailable.
+        ``payload`` is a str, a JSON-able value, bytes-like, a NumPy array, or None.
+        ``timeout`` replaces the client's for this call. Raises ResourceNotFound,
+        RemoteError, PayloadError, AuthenticationError or ServerUnavailable.
         """
         path, options = put_request(resource, payload)
-        return reply_value(await self._request("PUT", path, **options), path)
+        return reply_value(await self._request("PUT", path, timeout, **options), path)
 
     async def ping(self) -> bool:
         """Return True if the server is up and ready, False if it is up but not ready yet.
 
         Raises ServerUnavailable if nothing answers.
         """
-        return (await self._request("GET", HEALTH_PATH)).status_code == 200
+        return (await self._request("GET", HEALTH_PATH, None)).status_code == 200
 
-    async def _request(self, method: str, path: str, **options: Any) -> httpx.Response:
+    async def _request(self, method: str, path: str, timeout: float | None, **options: Any) -> httpx.Response:
         with self._calling() as http:
-            return await http.request(method, path, **options)
+            sent = _Sent()
+            try:
+                return await http.request(method, path, **options, **self._options(timeout, sent))
+            except httpx.TransportError as exc:
+                if not sent.may_retry(exc):
+                    raise
+            return await http.request(method, path, **options, **self._options(timeout, _Sent()))
 
     async def aclose(self) -> None:
         """Close the pooled connections; the client cannot send afterwards."""
@@ -153,6 +203,56 @@ class AsyncHTTPDataClient(_DataClient[httpx.AsyncClient]):
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+class _Sent:
+    """Follows how far a request got on the wire, to tell whether retrying it is safe.
+
+    A request whose body was not all sent cannot have reached the handler, so it is sent
+    again once, on a fresh connection: that is a pooled connection the server closed just
+    as it was reused. Once the whole request is sent the handler may have run, and a
+    failure is reported, never retried.
+    """
+
+    def __init__(self) -> None:
+        self.complete = False
+
+    def may_retry(self, exc: httpx.TransportError) -> bool:
+        return not self.complete and not isinstance(exc, httpx.TimeoutException)
+
+    def trace(self, is_async: bool) -> Any:
+        """httpcore's trace callback, a coroutine function for the async client."""
+        if is_async:
+
+            async def atrace(event: str, info: dict[str, Any]) -> None:
+                self.see(event)
+
+            return atrace
+
+        def trace(event: str, info: dict[str, Any]) -> None:
+            self.see(event)
+
+        return trace
+
+    def see(self, event: str) -> None:
+        if event in ("http11.send_request_body.complete", "http2.send_request_body.complete"):
+            self.complete = True
+
+
+def pool_options(
+    url: str, timeout: float | None, connect_timeout: float | None, token: str | None, verify: Verify
+) -> dict[str, Any]:
+    """The options of the pooled httpx client behind a dataserve client."""
+    token = resolve_token(token)
+    if isinstance(verify, str | os.PathLike):
+        verify = ssl.create_default_context(cafile=os.fspath(verify))
+    return {
+        "base_url": url,
+        "timeout": httpx.Timeout(timeout, connect=connect_timeout),
+        "headers": {"authorization": authorization(token)} if token else None,
+        "verify": verify,
+        "limits": httpx.Limits(keepalive_expiry=KEEPALIVE_EXPIRY),
+    }
 
 
 def base_url(port: int | None, address: str) -> str:
@@ -210,6 +310,10 @@ def status_error(response: httpx.Response, resource: str) -> DataServeError:
         return PayloadError(
             f"the server refused the payload: {message} ({status} from {where})", status=status
         )
+    if status == 401:
+        return AuthenticationError(f"{message} (401 from {where})")
+    if status == 503:
+        return ServerUnavailable(f"the server cannot serve now: {message} (503 from {where})")
     return DataServeError(f"unexpected {status} {response.reason_phrase} from {where}: {message}")
 
 

@@ -10,7 +10,7 @@ from typing import Any, TextIO
 
 import httpx
 
-from ._client import resource_path, status_error, unavailable
+from ._client import Verify, pool_options, resource_path, status_error, unavailable
 from ._codec import decode
 
 __all__ = ["THRESHOLD", "Progress", "call"]
@@ -28,7 +28,16 @@ _REDRAW = 0.1
 """Seconds between two redraws: a fast transfer must not spend its time drawing."""
 
 
-def call(url: str, resource: str, body: bytes, content_type: str, *, timeout: float | None) -> Any:
+def call(
+    url: str,
+    resource: str,
+    body: bytes,
+    content_type: str,
+    *,
+    timeout: float | None,
+    token: str | None = None,
+    verify: Verify = True,
+) -> Any:
     """Send ``body`` to ``resource`` at ``url`` and return the reply, as ``HTTPDataClient.send`` does.
 
     Uploads and downloads above THRESHOLD draw a progress bar on stderr if it is a terminal.
@@ -39,7 +48,7 @@ def call(url: str, resource: str, body: bytes, content_type: str, *, timeout: fl
     try:
         with (
             upload,
-            httpx.Client(base_url=url, timeout=timeout) as http,
+            httpx.Client(**pool_options(url, timeout, timeout, token, verify)) as http,
             http.stream("PUT", path, content=chunks(body, upload), headers=headers) as response,
         ):
             if response.status_code != 200:

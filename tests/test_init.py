@@ -1,13 +1,22 @@
 from __future__ import annotations
 
 import dataserve
-from dataserve import DataServeError, PayloadError, RemoteError, ResourceNotFound, ServerUnavailable
+from dataserve import (
+    AuthenticationError,
+    DataServeError,
+    PayloadError,
+    RemoteError,
+    ResourceNotFound,
+    ServerUnavailable,
+)
 
 
 def test_public_names_are_exported() -> None:
     assert sorted(dataserve.__all__) == sorted(
         [
             "AsyncHTTPDataClient",
+            "AuthenticationError",
+            "DataApp",
             "DataServeError",
             "HTTPDataClient",
             "HTTPDataHandler",
@@ -26,5 +35,5 @@ def test_public_names_are_exported() -> None:
 
 
 def test_every_exception_is_a_dataserve_error() -> None:
-    for error in (PayloadError, RemoteError, ResourceNotFound, ServerUnavailable):
+    for error in (AuthenticationError, PayloadError, RemoteError, ResourceNotFound, ServerUnavailable):
         assert issubclass(error, DataServeError)

@@ -19,8 +19,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Mount, Route
 
 import dataserve
-from dataserve import DataServeError, HTTPDataClient
-from dataserve._app import DataApp
+from dataserve import DataApp, DataServeError, HTTPDataClient
 from tests.conftest import free_port, serve_app, wait_for
 
 
