@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import sys
 from typing import Any
 
@@ -76,7 +77,7 @@ def encode(value: object) -> tuple[bytes, str]:
         return _encode_npy(numpy, value), NPY
     if isinstance(value, _JSON_TYPES) or (numpy is not None and isinstance(value, numpy.generic)):
         try:
-            return _encode_json(value).encode("ascii"), JSON
+            return _encode_json(value).encode("utf-8"), JSON
         except (TypeError, ValueError, RecursionError) as exc:
             detail = "too deeply nested" if isinstance(exc, RecursionError) else str(exc)
             raise PayloadError(
@@ -106,27 +107,29 @@ def decode(body: bytes, content_type: str | None) -> Any:
     media_type, _, params = content_type.partition(";")
     media_type = media_type.strip().lower()
     if media_type == "application/json" or media_type.endswith("+json"):
-        try:
-            return json.loads(body)
-        except (ValueError, RecursionError) as exc:
-            detail = "too deeply nested" if isinstance(exc, RecursionError) else str(exc)
-            raise PayloadError(f"the body is not valid JSON: {detail}", status=400) from None
+        return _decode_json(body)
     if media_type == "application/octet-stream":
         return body
     if media_type == "text/plain":
-        charset = _charset(params)
-        try:
-            return body.decode(charset)
-        except UnicodeDecodeError as exc:
-            raise PayloadError(f"the body is not valid {charset} text: {exc}", status=400) from None
-        except LookupError:
-            raise PayloadError(f"unknown charset {charset!r}; send text as utf-8", status=415) from None
+        return _decode_text(body, _charset(params))
     if media_type == NPY:
         return _decode_npy(body)
     raise PayloadError(
         f"unsupported Content-Type {content_type!r}; dataserve takes {TEXT}, {JSON}, {BYTES} or {NPY}",
         status=415,
     )
+
+
+def _decode_text(body: bytes, charset: str) -> str:
+    try:
+        text = body.decode(charset)
+        if charset.lower() not in ("utf-8", "utf8"):
+            text.encode("utf-8")  # Some codecs (utf-7, unicode_escape) can make lone surrogates.
+    except UnicodeError as exc:
+        raise PayloadError(f"the body is not valid {charset} text: {exc}", status=400) from None
+    except LookupError:
+        raise PayloadError(f"unknown charset {charset!r}; send text as utf-8", status=415) from None
+    return text
 
 
 def _charset(params: str) -> str:
@@ -163,7 +166,34 @@ def _json_default(value: object) -> object:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
-_encode_json = json.JSONEncoder(allow_nan=True, separators=(",", ":"), default=_json_default).encode
+# Written as UTF-8, so that a str with lone surrogates (not valid Unicode) is refused here
+# at any depth, as the decoder refuses it, rather than escaped as \\ud800.
+_encode_json = json.JSONEncoder(
+    allow_nan=True, ensure_ascii=False, separators=(",", ":"), default=_json_default
+).encode
+
+# A \\uD800-\\uDFFF escape not in a surrogate pair; its match only prompts the full check.
+_LONE_SURROGATE = re.compile(
+    rb"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F])|(?<![0-9a-fA-F]{4})\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+)
+
+
+def _decode_json(body: bytes) -> Any:
+    try:
+        value = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        detail = "too deeply nested" if isinstance(exc, RecursionError) else str(exc)
+        raise PayloadError(f"the body is not valid JSON: {detail}", status=400) from None
+    if _LONE_SURROGATE.search(body):
+        try:
+            _encode_json(value).encode("utf-8")
+        except UnicodeEncodeError:
+            raise PayloadError(
+                "the JSON holds a string with a lone surrogate escape such as \\ud800, which is not "
+                "valid Unicode; send such data as bytes",
+                status=400,
+            ) from None
+    return value
 
 
 # NumPy arrays as .npy

@@ -5,20 +5,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import ssl
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import trustme
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import dataserve
 from dataserve import (
     AsyncHTTPDataClient,
+    AuthenticationError,
     HTTPDataClient,
     PayloadError,
     RemoteError,
@@ -27,7 +33,7 @@ from dataserve import (
     ServerUnavailable,
 )
 from dataserve._client import base_url, reply_value
-from tests.conftest import AsyncEchoHandler, EchoHandler, free_port
+from tests.conftest import AsyncEchoHandler, EchoHandler, free_port, wait_for
 from tests.test_codec import json_values, same
 
 MiB = 2**20
@@ -599,3 +605,216 @@ async def test_async_values_sent_at_once_round_trip_through_server(
     assert len(replies) == len(values)
     for reply, value in zip(replies, values, strict=True):
         assert same(reply, value)
+
+
+# Access tokens, TLS, timeouts, retries and faults.
+
+TOKEN = "client-test-token"
+
+
+@pytest.fixture(scope="module")
+def guarded_server() -> Iterator[RunningServer]:
+    with dataserve.serve(EchoHandler, token=TOKEN) as running:
+        yield running
+
+
+def test_token_is_carried_and_the_call_answered(guarded_server: RunningServer) -> None:
+    with HTTPDataClient(address=guarded_server.url, token=TOKEN) as client:
+        assert client.send("/r", [1, 2]) == [1, 2]
+
+
+def test_call_without_token_raises_authentication_error(guarded_server: RunningServer) -> None:
+    with (
+        HTTPDataClient(address=guarded_server.url) as client,
+        pytest.raises(AuthenticationError, match="this server needs a token") as info,
+    ):
+        client.send("/r", 1)
+    assert "401 from PUT" in str(info.value)
+
+
+def test_call_with_wrong_token_raises_authentication_error(guarded_server: RunningServer) -> None:
+    with (
+        HTTPDataClient(address=guarded_server.url, token="wrong") as client,
+        pytest.raises(AuthenticationError, match="the token is wrong"),
+    ):
+        client.send("/r", 1)
+
+
+def test_client_takes_its_token_from_the_environment(
+    guarded_server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATASERVE_TOKEN", TOKEN)
+    with HTTPDataClient(address=guarded_server.url) as client:
+        assert client.send("/r", "env") == "env"
+
+
+@pytest.mark.anyio
+async def test_async_client_carries_its_token(guarded_server: RunningServer) -> None:
+    async with AsyncHTTPDataClient(address=guarded_server.url, token=TOKEN) as client:
+        assert await client.send("/r", {"a": 1}) == {"a": 1}
+    async with AsyncHTTPDataClient(address=guarded_server.url) as client:
+        with pytest.raises(AuthenticationError):
+            await client.send("/r", 1)
+
+
+def test_503_raises_server_unavailable_with_the_servers_message() -> None:
+    request = httpx.Request("PUT", "http://127.0.0.1:1/r")
+    body = {
+        "error": "unavailable",
+        "message": "MyHandler.setup() failed (OSError: x); the server is stopping",
+    }
+    with pytest.raises(ServerUnavailable, match=r"cannot serve now: MyHandler\.setup\(\) failed"):
+        reply_value(httpx.Response(503, json=body, request=request), "/r")
+
+
+@pytest.fixture(scope="module")
+def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningServer, Path]]:
+    authority = trustme.CA()
+    directory = tmp_path_factory.mktemp("tls")
+    certificate = authority.issue_cert("127.0.0.1", "localhost")
+    ca, cert, key = directory / "ca.pem", directory / "cert.pem", directory / "key.pem"
+    authority.cert_pem.write_to_path(str(ca))
+    certificate.cert_chain_pems[0].write_to_path(str(cert))
+    certificate.private_key_pem.write_to_path(str(key))
+    with dataserve.serve(EchoHandler, ssl_certfile=cert, ssl_keyfile=key) as running:
+        yield running, ca
+
+
+def test_client_verifies_https_against_a_ca_bundle(tls_server: tuple[RunningServer, Path]) -> None:
+    server, ca = tls_server
+    with HTTPDataClient(address=server.url, verify=ca) as client:
+        assert client.send("/r", b"\x00secret") == b"\x00secret"
+    with HTTPDataClient(address=server.url, verify=ssl.create_default_context(cafile=ca)) as client:
+        assert client.send("/r", "context") == "context"
+
+
+def test_client_refuses_a_certificate_it_cannot_verify(tls_server: tuple[RunningServer, Path]) -> None:
+    server, _ = tls_server
+    with HTTPDataClient(address=server.url) as client, pytest.raises(ServerUnavailable, match="CERTIFICATE"):
+        client.send("/r", 1)
+
+
+def test_verify_false_skips_the_check(tls_server: tuple[RunningServer, Path]) -> None:
+    server, _ = tls_server
+    with HTTPDataClient(address=server.url, verify=False) as client:
+        assert client.send("/r", 1) == 1
+
+
+def test_per_call_timeout_replaces_the_clients(client: HTTPDataClient) -> None:
+    with pytest.raises(ServerUnavailable, match="no reply"):
+        client.send("/sleep", 1.0, timeout=0.2)
+    assert client.send("/sleep", 0.3, timeout=5) == "slept"
+
+
+@pytest.mark.anyio
+async def test_async_per_call_timeout_replaces_the_clients(async_client: AsyncHTTPDataClient) -> None:
+    with pytest.raises(ServerUnavailable, match="no reply"):
+        await async_client.send("/sleep", 1.0, timeout=0.2)
+
+
+def test_connect_timeout_is_separate_from_the_call_timeout() -> None:
+    with HTTPDataClient(5001, timeout=120, connect_timeout=2) as client:
+        assert (client._http.timeout.connect, client._http.timeout.read) == (2, 120)
+
+
+def _flaky_transport(failure: type[httpx.TransportError], *, after_body_sent: bool) -> httpx.MockTransport:
+    """A transport whose first request fails, before or after its body was sent, and the rest succeed."""
+    attempts: list[int] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        attempts.append(1)
+        if len(attempts) == 1:
+            if after_body_sent:
+                request.extensions["trace"]("http11.send_request_body.complete", {})
+            raise failure("connection closed by the server", request=request)
+        return httpx.Response(200, json=len(attempts))
+
+    return httpx.MockTransport(handle)
+
+
+def test_request_not_all_sent_is_retried_once_transparently() -> None:
+    with HTTPDataClient(address="http://127.0.0.1:1") as client:
+        client._http = httpx.Client(
+            base_url=client.base_url, transport=_flaky_transport(httpx.WriteError, after_body_sent=False)
+        )
+        assert client.send("/r", 1) == 2
+
+
+def test_request_all_sent_is_never_retried() -> None:
+    with HTTPDataClient(address="http://127.0.0.1:1") as client:
+        client._http = httpx.Client(
+            base_url=client.base_url,
+            transport=_flaky_transport(httpx.RemoteProtocolError, after_body_sent=True),
+        )
+        with pytest.raises(ServerUnavailable, match="connection closed by the server"):
+            client.send("/r", 1)
+
+
+def test_connection_the_server_closed_while_idle_is_replaced_without_error() -> None:
+    with (
+        dataserve.serve(EchoHandler, keep_alive_timeout=1) as server,
+        HTTPDataClient(server.port, "http://127.0.0.1:") as client,
+    ):
+        assert client.send("/r", 1) == 1
+        pool = client._http._transport._pool  # type: ignore[attr-defined]
+        first = pool.connections[0]
+        wait_for(first.has_expired, "the server to close the idle connection")
+        assert client.send("/r", 2) == 2
+        assert pool.connections[0] is not first
+
+
+RESTARTABLE_SCRIPT = """
+import sys, time
+from dataserve import HTTPDataHandler, run_http_server
+
+class Echo(HTTPDataHandler):
+    def handle_request(self, resource, payload):
+        if resource == "/hang":
+            time.sleep(60)
+        return payload
+
+run_http_server(int(sys.argv[1]), Echo)
+"""
+
+
+def _start(script: Path, port: int) -> subprocess.Popen[str]:
+    process = subprocess.Popen(
+        [sys.executable, str(script), str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline().startswith("dataserve: serving Echo")
+    return process
+
+
+def test_server_killed_mid_call_then_restarted_is_reached_by_the_same_client(tmp_path: Path) -> None:
+    script = tmp_path / "server.py"
+    script.write_text(RESTARTABLE_SCRIPT)
+    port = free_port()
+    first = _start(script, port)
+    try:
+        with HTTPDataClient(port, "http://127.0.0.1:", timeout=20) as client:
+            assert client.send("/r", "before") == "before"
+            errors: list[Exception] = []
+
+            def hang() -> None:
+                try:
+                    client.send("/hang", None)
+                except ServerUnavailable as exc:
+                    errors.append(exc)
+
+            caller = threading.Thread(target=hang)
+            caller.start()
+            time.sleep(0.3)  # Let the call reach the handler; a call still connecting fails alike.
+            first.kill()
+            caller.join(20)
+            assert not caller.is_alive()
+            assert len(errors) == 1
+            second = _start(script, port)
+            try:
+                assert client.send("/r", "after") == "after"
+            finally:
+                second.kill()
+                second.wait(10)
+    finally:
+        first.kill()
+        first.wait(10)
