@@ -204,10 +204,10 @@ class _Endpoint:
     async def _body(self, request: Request) -> bytes | None:
         """The request body, or None once it is over the limit (the rest is never read)."""
         limit = self.max_body_size
-        if limit is None:
-            return await request.body()
         declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
+        if limit is None or (declared.isdigit() and int(declared) <= limit):
+            return await request.body()  # uvicorn reads no more than the declared length.
+        if declared.isdigit():
             return None
         chunks, size = [], 0
         async for chunk in request.stream():

@@ -27,6 +27,7 @@ from ._errors import (
     ResourceNotFound,
     ServerUnavailable,
 )
+from ._fastpath import FastPath, Reply, eligible
 from ._token import authorization, resolve_token
 
 __all__ = ["AsyncHTTPDataClient", "HTTPDataClient"]
@@ -103,7 +104,22 @@ class HTTPDataClient(_DataClient[httpx.Client]):
     """
 
     def _pool(self, **options: Any) -> httpx.Client:
-        return httpx.Client(**options)
+        http = httpx.Client(**options)
+        url = http.base_url
+        self._fast = (
+            FastPath(
+                url.host,
+                url.port or 80,
+                url.path,
+                {name: value for name, value in http.headers.items() if name.lower() == "authorization"},
+                timeout=http.timeout.read,
+                connect_timeout=http.timeout.connect,
+                keepalive_expiry=KEEPALIVE_EXPIRY,
+            )
+            if eligible(url.scheme, url.host)
+            else None
+        )
+        return http
 
     def send(self, resource: str, payload: Any = None, *, timeout: float | None = None) -> Any:
         """Send ``payload`` to ``resource`` and return the handler's reply.
@@ -112,15 +128,40 @@ class HTTPDataClient(_DataClient[httpx.Client]):
         ``timeout`` replaces the client's for this call. Raises ResourceNotFound,
         RemoteError, PayloadError, AuthenticationError or ServerUnavailable.
         """
-        path, options = put_request(resource, payload)
-        return reply_value(self._request("PUT", path, timeout, **options), path)
+        body, content_type = encode(payload)
+        path = resource_path(resource)
+        if self._fast is None:
+            options = {"content": body, "headers": {"content-type": content_type}}
+            return reply_value(self._request("PUT", path, timeout, **options), path)
+        reply = self._fast_request("PUT", path, body, content_type, timeout)
+        if reply.status == 200:
+            return decode(reply.body, reply.headers.get("content-type"))
+        raise status_error(self._as_response("PUT", path, reply), path)
 
     def ping(self) -> bool:
         """Return True if the server is up and ready, False if it is up but not ready yet.
 
         Raises ServerUnavailable if nothing answers.
         """
-        return self._request("GET", HEALTH_PATH, None).status_code == 200
+        if self._fast is None:
+            return self._request("GET", HEALTH_PATH, None).status_code == 200
+        return self._fast_request("GET", HEALTH_PATH, b"", None, None).status == 200
+
+    def _fast_request(
+        self, method: str, path: str, body: bytes, content_type: str | None, timeout: float | None
+    ) -> Reply:
+        assert self._fast is not None
+        if self._http.is_closed:
+            raise DataServeError(f"{self!r} is closed; make a new client to call the server again")
+        try:
+            return self._fast.request(method, path, body, content_type, timeout)
+        except OSError as exc:
+            raise unavailable(self.base_url, exc) from exc
+
+    def _as_response(self, method: str, path: str, reply: Reply) -> httpx.Response:
+        """The httpx response a fast-path reply stands for, to read a refusal from."""
+        request = httpx.Request(method, self.base_url + path)
+        return httpx.Response(reply.status, headers=reply.headers, content=reply.body, request=request)
 
     def _request(self, method: str, path: str, timeout: float | None, **options: Any) -> httpx.Response:
         with self._calling() as http:
@@ -133,8 +174,10 @@ class HTTPDataClient(_DataClient[httpx.Client]):
             return http.request(method, path, **options, **self._options(timeout, _Sent()))
 
     def close(self) -> None:
-        """Close the pooled connection; the client cannot send afterwards."""
+        """Close the pooled connections; the client cannot send afterwards."""
         self._http.close()
+        if self._fast is not None:
+            self._fast.close()
 
     def __enter__(self) -> HTTPDataClient:
         return self
@@ -317,9 +360,9 @@ def status_error(response: httpx.Response, resource: str) -> DataServeError:
     return DataServeError(f"unexpected {status} {response.reason_phrase} from {where}: {message}")
 
 
-def unavailable(url: str, exc: httpx.TransportError) -> ServerUnavailable:
+def unavailable(url: str, exc: httpx.TransportError | OSError) -> ServerUnavailable:
     """The ServerUnavailable for a transport failure, saying what to check."""
-    if isinstance(exc, httpx.TimeoutException):
+    if isinstance(exc, httpx.TimeoutException | TimeoutError):
         return ServerUnavailable(
             f"no reply from {url} in time ({type(exc).__name__}); check that the server at {url} "
             "is running and not overloaded, or raise the client's timeout"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import socket
 import ssl
 import subprocess
 import sys
@@ -38,6 +39,20 @@ from tests.test_codec import json_values, same
 
 MiB = 2**20
 network = settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@pytest.fixture(autouse=True, params=["fast path", "httpx"])
+def client_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs on HTTPDataClient's fast path and on httpx (the async client has only httpx)."""
+    monkeypatch.setenv("DATASERVE_FAST_PATH", "1" if request.param == "fast path" else "0")
+    return str(request.param)
+
+
+def idle_connections(client: HTTPDataClient) -> list[Any]:
+    """The client's pooled connections, on whichever path it takes."""
+    if client._fast is not None:
+        return list(client._fast._idle)
+    return list(client._http._transport._pool.connections)  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(
@@ -173,6 +188,7 @@ def test_ping_is_false_when_health_check_answers_not_ready(client: HTTPDataClien
         return httpx.Response(503, json={"status": "starting"})
 
     client._http = httpx.Client(base_url=client.base_url, transport=httpx.MockTransport(not_ready))
+    client._fast = None
     assert client.ping() is False
 
 
@@ -184,8 +200,7 @@ def test_ping_raises_server_unavailable_when_nothing_listens() -> None:
 def test_calls_reuse_one_pooled_connection(client: HTTPDataClient) -> None:
     for index in range(20):
         assert client.send("/r", index) == index
-    pool = client._http._transport._pool  # type: ignore[attr-defined]
-    assert len(pool.connections) == 1
+    assert len(idle_connections(client)) == 1
 
 
 def test_closed_client_cannot_send(server: RunningServer) -> None:
@@ -715,6 +730,8 @@ async def test_async_per_call_timeout_replaces_the_clients(async_client: AsyncHT
 def test_connect_timeout_is_separate_from_the_call_timeout() -> None:
     with HTTPDataClient(5001, timeout=120, connect_timeout=2) as client:
         assert (client._http.timeout.connect, client._http.timeout.read) == (2, 120)
+        if client._fast is not None:
+            assert (client._fast.connect_timeout, client._fast.timeout) == (2, 120)
 
 
 def _flaky_transport(failure: type[httpx.TransportError], *, after_body_sent: bool) -> httpx.MockTransport:
@@ -737,6 +754,7 @@ def test_request_not_all_sent_is_retried_once_transparently() -> None:
         client._http = httpx.Client(
             base_url=client.base_url, transport=_flaky_transport(httpx.WriteError, after_body_sent=False)
         )
+        client._fast = None
         assert client.send("/r", 1) == 2
 
 
@@ -746,6 +764,7 @@ def test_request_all_sent_is_never_retried() -> None:
             base_url=client.base_url,
             transport=_flaky_transport(httpx.RemoteProtocolError, after_body_sent=True),
         )
+        client._fast = None
         with pytest.raises(ServerUnavailable, match="connection closed by the server"):
             client.send("/r", 1)
 
@@ -756,11 +775,11 @@ def test_connection_the_server_closed_while_idle_is_replaced_without_error() -> 
         HTTPDataClient(server.port, "http://127.0.0.1:") as client,
     ):
         assert client.send("/r", 1) == 1
-        pool = client._http._transport._pool  # type: ignore[attr-defined]
-        first = pool.connections[0]
-        wait_for(first.has_expired, "the server to close the idle connection")
+        [first] = idle_connections(client)
+        closed = (lambda: not first.fit(60)) if client._fast else first.has_expired
+        wait_for(closed, "the server to close the idle connection")
         assert client.send("/r", 2) == 2
-        assert pool.connections[0] is not first
+        assert idle_connections(client)[0] is not first
 
 
 RESTARTABLE_SCRIPT = """
@@ -818,3 +837,68 @@ def test_server_killed_mid_call_then_restarted_is_reached_by_the_same_client(tmp
     finally:
         first.kill()
         first.wait(10)
+
+
+# The fast path's own rules.
+
+
+def test_fast_path_is_taken_for_plain_http_unless_turned_off(
+    server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATASERVE_FAST_PATH", "1")
+    with HTTPDataClient(server.port, "http://127.0.0.1:") as client:
+        assert client._fast is not None
+    monkeypatch.setenv("DATASERVE_FAST_PATH", "0")
+    with HTTPDataClient(server.port, "http://127.0.0.1:") as client:
+        assert client._fast is None
+
+
+def test_fast_path_leaves_https_and_proxies_to_httpx(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATASERVE_FAST_PATH", "1")
+    with HTTPDataClient(address="https://127.0.0.1:5001") as client:
+        assert client._fast is None
+    monkeypatch.setenv("http_proxy", "http://proxy.example:3128")
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    with HTTPDataClient(address="http://data.example:5001") as client:
+        assert client._fast is None
+
+
+def test_fast_path_resends_a_request_its_pooled_connection_could_not_send(
+    server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATASERVE_FAST_PATH", "1")
+    with HTTPDataClient(server.port, "http://127.0.0.1:") as client:
+        calls = client.send("/calls")
+        [pooled] = idle_connections(client)
+        pooled.sock.close()  # Broken under the pool's feet, after its check.
+        monkeypatch.setattr(type(pooled), "fit", lambda self, expiry: True)
+        assert client.send("/calls") == calls + 1
+
+
+@contextlib.contextmanager
+def silent_server() -> Iterator[tuple[int, list[bytes]]]:
+    """A server that reads one request per connection and closes without replying."""
+    requests: list[bytes] = []
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                connection, _ = listener.accept()
+                with connection:
+                    requests.append(connection.recv(65536))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1], requests
+    finally:
+        listener.close()
+
+
+def test_request_fully_sent_then_unanswered_is_not_sent_again() -> None:
+    with silent_server() as (port, requests), HTTPDataClient(port, "http://127.0.0.1:", timeout=10) as client:
+        with pytest.raises(ServerUnavailable):
+            client.send("/once", 1)
+        assert len(requests) == 1
