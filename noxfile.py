@@ -21,7 +21,8 @@ def lint(session: nox.Session) -> None:
     session.install("-e", ".[test]", "ruff>=0.6", "mypy>=1.11")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
-    session.run("mypy", "--strict", "dataserve")
+    session.run("mypy", "--strict", "dataserve", "tests")
+    session.run("mypy", "--strict", "benchmarks")
 
 
 @nox.session(python="3.11")

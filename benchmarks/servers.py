@@ -1,0 +1,164 @@
+"""What the benchmarks serve, and the server processes that serve it.
+
+The same ``BenchData`` object answers both servers: the ProxyServer serves it as it is,
+dataserve through ``BenchHandler``. Run as a script, this module serves ``BenchData`` with
+the ProxyServer on a free port; dataserve runs as ``python -m dataserve serve``.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from dataserve import HTTPDataHandler
+from dataserve.proxy import run_proxy_server
+
+HERE = Path(__file__).resolve().parent
+
+XDATA = [1, 2, 3]
+"""The data a small call adds its payload to, as in the quickstart."""
+
+STOP_TIMEOUT = 30.0
+"""Seconds a server process gets to stop after Ctrl-C before it is killed."""
+
+
+class BenchData:
+    """The served object: a small call, a bytes echo, and float64 arrays."""
+
+    def __init__(self) -> None:
+        self._arrays: dict[int, npt.NDArray[np.float64]] = {}
+        self._lock = threading.Lock()
+
+    def small(self, values: list[int]) -> list[int]:
+        return XDATA + values
+
+    def echo(self, data: bytes) -> bytes:
+        return data
+
+    def array(self, size: int) -> npt.NDArray[np.float64]:
+        """``numpy.arange(size)`` as float64: made by the first call (the warm-up), then kept."""
+        with self._lock:
+            if size not in self._arrays:
+                self._arrays[size] = np.arange(size, dtype=np.float64)
+            return self._arrays[size]
+
+
+PROXY_NAME = BenchData.__name__
+"""The name a ProxyServer client asks for."""
+
+
+class BenchHandler(HTTPDataHandler):
+    """``BenchData`` on dataserve: each resource calls the method of the same name."""
+
+    def __init__(self) -> None:
+        self.data = BenchData()
+
+    def handle_request(self, resource: str, payload: Any) -> Any:
+        if resource == "/small":
+            return self.data.small(payload)
+        if resource == "/echo":
+            return self.data.echo(payload)
+        if resource == "/array":
+            return self.data.array(payload)
+        return None
+
+
+@dataclass
+class ServerProcess:
+    """A server running in a process of its own, and the port it listens on."""
+
+    name: str
+    kind: str
+    """``"dataserve"`` or ``"proxy"``: how a client reaches it."""
+    process: subprocess.Popen[str]
+    port: int
+    _idle: dict[int, int] = field(default_factory=dict, init=False)
+    """Each process's resident bytes when the peak was last reset."""
+
+    def pids(self) -> list[int]:
+        """The server's process and its children (the workers, for dataserve with several)."""
+        return [self.process.pid, *_children(self.process.pid)]
+
+    def reset_peak_memory(self) -> None:
+        """Start a new peak: each process's peak resident size (VmHWM) becomes its size now."""
+        self._idle = {}
+        for pid in self.pids():
+            Path(f"/proc/{pid}/clear_refs").write_text("5")
+            self._idle[pid] = _status_bytes(pid, "VmRSS")
+
+    def peak_memory(self) -> int:
+        """The most bytes any of its processes has held, since the reset, above what it held then."""
+        return max(_status_bytes(pid, "VmHWM") - idle for pid, idle in self._idle.items())
+
+    def stop(self) -> None:
+        """Stop the server with Ctrl-C (SIGINT) and wait for it; kill it if it does not stop."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+
+def start_dataserve(workers: int, max_concurrency: int) -> ServerProcess:
+    """Serve ``BenchHandler`` with ``workers`` processes, as ``dataserve serve`` does."""
+    command = ["-m", "dataserve", "serve", "servers:BenchHandler", "--port", "0", "--workers", str(workers)]
+    command += ["--max-concurrency", str(max_concurrency)]
+    name = f"dataserve, {workers} worker{'s' if workers > 1 else ''}"
+    return _start(name, "dataserve", command)
+
+
+def start_proxy() -> ServerProcess:
+    """Serve ``BenchData`` with the ProxyServer."""
+    return _start("ProxyServer", "proxy", [str(HERE / "servers.py")])
+
+
+def _start(name: str, kind: str, arguments: list[str]) -> ServerProcess:
+    """Start ``python arguments`` in this directory; the port is on the first line it prints."""
+    process = subprocess.Popen([sys.executable, *arguments], cwd=HERE, stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    found = re.search(r"127\.0\.0\.1:(\d+)", line)
+    if found is None:
+        process.kill()
+        process.wait()
+        raise RuntimeError(f"{name} did not start (it printed {line!r}); see its errors above")
+    return ServerProcess(name, kind, process, int(found.group(1)))
+
+
+def _children(parent: int) -> list[int]:
+    """The processes whose parent is ``parent``, from /proc/PID/stat."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # The command name, in parentheses, may hold spaces: the fields after it are plain.
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:  # the process has ended
+            continue
+        if int(fields[1]) == parent:
+            children.append(int(stat.parent.name))
+    return children
+
+
+def _status_bytes(pid: int, name: str) -> int:
+    """The size called ``name`` in /proc/PID/status (given there in kB), in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(name + ":"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"/proc/{pid}/status has no {name}")
+
+
+if __name__ == "__main__":
+    run_proxy_server(BenchData, 0)
