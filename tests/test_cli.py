@@ -6,6 +6,7 @@ import http.server
 import io
 import json
 import os
+import re
 import selectors
 import signal
 import socket
@@ -17,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import trustme
 
 import dataserve
 from dataserve._cli import main, show
@@ -27,6 +29,9 @@ ROOT = Path(__file__).parent.parent
 SCRIPT = Path(sys.executable).parent / "dataserve"
 TIMEOUT = 60.0
 """Seconds any process of these tests gets to start, answer or stop."""
+
+TOKEN = "cli-test-token"
+"""The token of the servers that need one."""
 
 
 class Terminal(io.StringIO):
@@ -276,6 +281,10 @@ def test_send_cannot_write_output_says_why(
         (["serve", "m:C", "--max-concurrency", "many"], "'many' is not a whole number of 1 or more"),
         (["serve", "m:C", "--port", "70000"], "'70000' is not a port number"),
         (["serve", "m:C", "--log-level", "loud"], "invalid choice: 'loud'"),
+        (["serve", "m:C", "--token"], "argument --token: expected one argument"),
+        (["serve", "m:C", "--max-body-size", "1k"], "'1k' is not a number of bytes"),
+        (["send", "/x", "--token"], "argument --token: expected one argument"),
+        (["send", "/x", "--cafile", "ca.pem", "--insecure"], "not allowed with argument"),
     ],
 )
 def test_wrong_arguments_print_usage_and_one_error_and_exit_2(
@@ -289,6 +298,102 @@ def test_wrong_arguments_print_usage_and_one_error_and_exit_2(
     last = err.splitlines()[-1]
     assert last.startswith(f"dataserve {argv[0]}: error: ")
     assert message in last
+
+
+# --- send: token and HTTPS ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def guarded() -> Iterator[dataserve.RunningServer]:
+    """A real server of EchoHandler that answers only calls carrying TOKEN."""
+    with dataserve.serve(EchoHandler, port=0, token=TOKEN) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A throwaway CA, and a certificate and key it signed for 127.0.0.1 and localhost."""
+    authority = trustme.CA()
+    certificate = authority.issue_cert("127.0.0.1", "localhost")
+    directory = tmp_path_factory.mktemp("tls")
+    files = {"ca": directory / "ca.pem", "cert": directory / "cert.pem", "key": directory / "key.pem"}
+    authority.cert_pem.write_to_path(str(files["ca"]))
+    certificate.cert_chain_pems[0].write_to_path(str(files["cert"]))
+    certificate.private_key_pem.write_to_path(str(files["key"]))
+    return files
+
+
+@pytest.fixture(scope="module")
+def https_server(tls_files: dict[str, Path]) -> Iterator[dataserve.RunningServer]:
+    """A real HTTPS server of EchoHandler, with the certificate of ``tls_files``."""
+    with dataserve.serve(
+        EchoHandler, port=0, ssl_certfile=tls_files["cert"], ssl_keyfile=tls_files["key"]
+    ) as running:
+        yield running
+
+
+@pytest.fixture
+def no_token_in_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DATASERVE_TOKEN", raising=False)
+
+
+@pytest.mark.usefixtures("no_token_in_env")
+def test_send_token_is_answered_by_a_server_that_needs_it(
+    guarded: dataserve.RunningServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert send(guarded, "/echo", "[1, 2]", "--token", TOKEN) == 0
+    assert capsys.readouterr() == ("[\n  1,\n  2\n]\n", "")
+
+
+@pytest.mark.usefixtures("no_token_in_env")
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "this server needs a token: send the header 'Authorization: Bearer <token>'"),
+        (["--token", "not-the-token"], "the token is wrong"),
+    ],
+)
+def test_send_without_the_servers_token_prints_one_line_and_exits_1(
+    guarded: dataserve.RunningServer, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    assert send(guarded, "/echo", "1", *args) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert_one_error_line(err, message, f"(401 from PUT {guarded.url}/echo)")
+
+
+def test_send_takes_the_token_from_the_environment(
+    guarded: dataserve.RunningServer, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATASERVE_TOKEN", TOKEN)
+    assert send(guarded, "/echo", "from the environment") == 0
+    assert capsys.readouterr().out == "from the environment\n"
+
+
+def test_send_cafile_verifies_an_https_servers_certificate(
+    https_server: dataserve.RunningServer, tls_files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert https_server.url.startswith("https://")
+    assert send(https_server, "/echo", "secret", "--cafile", str(tls_files["ca"])) == 0
+    assert capsys.readouterr() == ("secret\n", "")
+
+
+def test_send_insecure_skips_the_certificate_check(
+    https_server: dataserve.RunningServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert send(https_server, "/echo", "unchecked", "--insecure") == 0
+    assert capsys.readouterr() == ("unchecked\n", "")
+
+
+def test_send_refuses_an_https_server_it_cannot_verify(
+    https_server: dataserve.RunningServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert send(https_server, "/echo", "1") == 1
+    assert_one_error_line(
+        capsys.readouterr().err,
+        f"cannot reach a dataserve server at {https_server.url}",
+        "CERTIFICATE_VERIFY_FAILED",
+    )
 
 
 # --- send: progress bar -------------------------------------------------------------------------
@@ -369,8 +474,9 @@ class ServeProcess:
             text=True,
         )
         self.first_line = _read_line(self.process)
-        assert "http://127.0.0.1:" in self.first_line, self.first_line
-        self.port = int(self.first_line.split("http://127.0.0.1:")[1].split()[0])
+        served = re.search(r" on (https?://127\.0\.0\.1:(\d+)) ", self.first_line)
+        assert served, self.first_line
+        self.url, self.port = served.group(1), int(served.group(2))
 
     def send(self, capsys: pytest.CaptureFixture[str], *args: str) -> str:
         assert main(["send", "--port", str(self.port), *args]) == 0
@@ -489,6 +595,67 @@ def test_serve_max_concurrency_lets_calls_run_at_once(
         thread.join(TIMEOUT)
     assert len(results) == 2
     assert set(results) == replies
+
+
+def test_serve_max_body_size_refuses_a_larger_file_with_413(
+    serving: list[ServeProcess], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    server = ServeProcess("tests.cli_handlers:PidHandler", "--max-body-size", "1024")
+    serving.append(server)
+    (tmp_path / "small.bin").write_bytes(b"\x01" * 1024)
+    (tmp_path / "large.bin").write_bytes(b"\x01" * 2048)
+    assert server.send(capsys, "/echo", "--file", str(tmp_path / "small.bin")) == (
+        "<1,024 bytes; use --output PATH to save them>\n"
+    )
+    assert main(["send", "--port", str(server.port), "/echo", "--file", str(tmp_path / "large.bin")]) == 1
+    assert_one_error_line(
+        capsys.readouterr().err,
+        "the body is larger than this server takes (1,024 bytes)",
+        f"(413 from PUT http://localhost:{server.port}/echo)",
+    )
+    status, _, err = server.interrupt()
+    assert status == 0, err
+
+
+@pytest.mark.usefixtures("no_token_in_env")
+def test_serve_with_a_token_and_a_certificate_answers_send_with_both(
+    serving: list[ServeProcess], capsys: pytest.CaptureFixture[str], tls_files: dict[str, Path]
+) -> None:
+    server = ServeProcess(
+        "tests.cli_handlers:PidHandler",
+        "--token",
+        TOKEN,
+        "--ssl-certfile",
+        str(tls_files["cert"]),
+        "--ssl-keyfile",
+        str(tls_files["key"]),
+    )
+    serving.append(server)
+    assert server.url == f"https://127.0.0.1:{server.port}"
+    trusted = ["send", "--url", server.url, "--cafile", str(tls_files["ca"]), "/echo", "7"]
+    assert main([*trusted, "--token", TOKEN]) == 0
+    assert capsys.readouterr().out == "7\n"
+    assert main(trusted) == 1
+    assert_one_error_line(capsys.readouterr().err, "this server needs a token", "401 from PUT")
+    status, _, err = server.interrupt()
+    assert status == 0, err
+
+
+@pytest.mark.parametrize(
+    "options",
+    [["--ssl-certfile", "cert.pem"], ["--ssl-keyfile", "key.pem"]],
+    ids=["certfile-alone", "keyfile-alone"],
+)
+def test_serve_a_certificate_without_its_key_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, options: list[str]
+) -> None:
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    with pytest.raises(SystemExit) as info:
+        main(["serve", "tests.cli_handlers:PidHandler", "--port", "0", *options])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: dataserve serve ")
+    assert err.splitlines()[-1] == "dataserve serve: error: give --ssl-certfile and --ssl-keyfile together"
 
 
 @pytest.mark.parametrize(
