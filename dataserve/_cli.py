@@ -121,7 +121,7 @@ def _parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         type=_size,
         default=DEFAULT_MAX_BODY_SIZE,
         metavar="BYTES",
-        help="refuse larger bodies with 413; 0 takes any size (default %(default)s)",
+        help="refuse larger bodies with 413; none takes any size (default %(default)s)",
     )
     serve_parser.add_argument("--ssl-certfile", metavar="PATH", help="serve HTTPS with this certificate")
     serve_parser.add_argument("--ssl-keyfile", metavar="PATH", help="the private key of --ssl-certfile")
@@ -183,9 +183,11 @@ def _positive(text: str) -> int:
 
 
 def _size(text: str) -> int | None:
+    if text.lower() == "none":
+        return None
     if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of bytes (0 takes any size)")
-    return int(text) or None
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of bytes, nor none (any size)")
+    return int(text)
 
 
 def _timeout(text: str) -> float | None:

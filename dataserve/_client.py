@@ -43,8 +43,8 @@ KEEPALIVE_EXPIRY = 4.0
 server never closes a connection the client is about to use."""
 
 Verify: TypeAlias = bool | str | os.PathLike[str] | ssl.SSLContext
-"""How a client checks an HTTPS server's certificate: True against the system's authorities,
-a CA bundle's path, an SSL context, or False not at all."""
+"""How a client checks an HTTPS server's certificate: True against the authorities httpx trusts
+(certifi's bundle, or ``$SSL_CERT_FILE``), a CA bundle's path, an SSL context, or False not at all."""
 
 _HTTP = TypeVar("_HTTP", httpx.Client, httpx.AsyncClient)
 
@@ -99,18 +99,20 @@ class HTTPDataClient(_DataClient[httpx.Client]):
     ``HTTPDataClient(5001)`` reaches ``http://localhost:5001``. ``address`` may end in a
     colon (``"http://10.0.0.2:"``), name a host (``"http://10.0.0.2"``), or be a full base
     URL (``"http://10.0.0.2:8000/data"``), whose port wins over ``port``. ``timeout`` is
-    how many seconds a call waits to connect, to send, and for the reply, each (None
-    waits for ever). Close the client when done, or use it as a context manager.
+    how many seconds a call waits to send and for the reply, each (None waits for ever);
+    ``connect_timeout``, for the server to accept the connection. ``token`` (else
+    ``$DATASERVE_TOKEN``) goes with every call; ``verify`` says how to check an HTTPS
+    server. Close the client when done, or use it as a context manager.
     """
 
     def _pool(self, **options: Any) -> httpx.Client:
         http = httpx.Client(**options)
+        self._targets: dict[str, bytes] = {}
         url = http.base_url
         self._fast = (
             FastPath(
                 url.host,
                 url.port or 80,
-                url.path,
                 {name: value for name, value in http.headers.items() if name.lower() == "authorization"},
                 timeout=http.timeout.read,
                 connect_timeout=http.timeout.connect,
@@ -153,8 +155,13 @@ class HTTPDataClient(_DataClient[httpx.Client]):
         assert self._fast is not None
         if self._http.is_closed:
             raise DataServeError(f"{self!r} is closed; make a new client to call the server again")
+        target = self._targets.get(path)
+        if target is None:  # The request target httpx would send: dot segments resolved, escaped.
+            target = self._http.build_request(method, path).url.raw_path
+            if len(self._targets) < 1024:
+                self._targets[path] = target
         try:
-            return self._fast.request(method, path, body, content_type, timeout)
+            return self._fast.request(method, target, body, content_type, timeout)
         except OSError as exc:
             raise unavailable(self.base_url, exc) from exc
 
@@ -288,13 +295,19 @@ def pool_options(
     """The options of the pooled httpx client behind a dataserve client."""
     token = resolve_token(token)
     if isinstance(verify, str | os.PathLike):
-        verify = ssl.create_default_context(cafile=os.fspath(verify))
+        cafile = os.fspath(verify)
+        try:
+            verify = ssl.create_default_context(cafile=cafile)
+        except (OSError, ssl.SSLError) as exc:
+            raise DataServeError(f"cannot use {cafile!r} as a CA bundle: {exc}") from None
     return {
         "base_url": url,
         "timeout": httpx.Timeout(timeout, connect=connect_timeout),
         "headers": {"authorization": authorization(token)} if token else None,
         "verify": verify,
-        "limits": httpx.Limits(keepalive_expiry=KEEPALIVE_EXPIRY),
+        "limits": httpx.Limits(
+            max_connections=100, max_keepalive_connections=20, keepalive_expiry=KEEPALIVE_EXPIRY
+        ),
     }
 
 
@@ -350,9 +363,8 @@ def status_error(response: httpx.Response, resource: str) -> DataServeError:
             remote_traceback=error.get("traceback"),
         )
     if status in (400, 413, 415):
-        return PayloadError(
-            f"the server refused the payload: {message} ({status} from {where})", status=status
-        )
+        refused = "the call" if error.get("error") == "bad_resource" else "the payload"
+        return PayloadError(f"the server refused {refused}: {message} ({status} from {where})", status=status)
     if status == 401:
         return AuthenticationError(f"{message} (401 from {where})")
     if status == 503:
@@ -362,6 +374,11 @@ def status_error(response: httpx.Response, resource: str) -> DataServeError:
 
 def unavailable(url: str, exc: httpx.TransportError | OSError) -> ServerUnavailable:
     """The ServerUnavailable for a transport failure, saying what to check."""
+    if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+        return ServerUnavailable(
+            f"cannot verify the certificate of {url} ({exc}); give the client the CA that signed it "
+            "(verify='ca.pem', or --cafile), or check that this is the server you mean"
+        )
     if isinstance(exc, httpx.TimeoutException | TimeoutError):
         return ServerUnavailable(
             f"no reply from {url} in time ({type(exc).__name__}); check that the server at {url} "

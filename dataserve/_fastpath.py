@@ -52,7 +52,6 @@ class FastPath:
         self,
         host: str,
         port: int,
-        base_path: str,
         headers: dict[str, str],
         *,
         timeout: float | None,
@@ -60,7 +59,6 @@ class FastPath:
         keepalive_expiry: float,
     ) -> None:
         self.address = (host, port)
-        self.base_path = base_path.rstrip("/")
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.keepalive_expiry = keepalive_expiry
@@ -71,14 +69,16 @@ class FastPath:
         self._lock = threading.Lock()
 
     def request(
-        self, method: str, path: str, body: bytes, content_type: str | None, timeout: float | None
+        self, method: str, target: bytes, body: bytes, content_type: str | None, timeout: float | None
     ) -> Reply:
-        """Send one request and return the reply; OSError (a TimeoutError for a timeout) if it fails.
+        """Send one request for ``target`` (the raw path and query) and return the reply.
+
+        Raises OSError (TimeoutError for a timeout) if it fails.
 
         A request that was not all sent when its connection failed is sent once more on a
         fresh connection; one that was all sent is never sent again.
         """
-        head = self._head(method, path, len(body), content_type)
+        head = self._head(method, target, len(body), content_type)
         connection, reused = self._connection()
         try:
             return self._exchange(connection, head, body, timeout)
@@ -95,8 +95,7 @@ class FastPath:
         for connection in idle:
             connection.close()
 
-    def _head(self, method: str, path: str, length: int, content_type: str | None) -> bytes:
-        target = (self.base_path + path).encode("utf-8")
+    def _head(self, method: str, target: bytes, length: int, content_type: str | None) -> bytes:
         typed = f"Content-Type: {content_type}\r\n".encode("latin-1") if content_type else b""
         return b"%s %s HTTP/1.1\r\n%s%sContent-Length: %d\r\n\r\n" % (
             method.encode("ascii"),

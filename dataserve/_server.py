@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -219,6 +220,19 @@ class _ServerOptions:
     ssl_keyfile: str | os.PathLike[str] | None
     keep_alive_timeout: int
     shutdown_timeout: int
+
+    def __post_init__(self) -> None:
+        if self.ssl_certfile is None:
+            return
+        try:  # Fail in one line, before serving, rather than in uvicorn's startup.
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+                self.ssl_certfile, self.ssl_keyfile
+            )
+        except (OSError, ssl.SSLError) as exc:
+            raise DataServeError(
+                f"cannot load the certificate {os.fspath(self.ssl_certfile)!r} with the key "
+                f"{self.ssl_keyfile and os.fspath(self.ssl_keyfile)!r}: {exc}"
+            ) from None
 
     @property
     def tls(self) -> bool:

@@ -391,7 +391,7 @@ def test_send_refuses_an_https_server_it_cannot_verify(
     assert send(https_server, "/echo", "1") == 1
     assert_one_error_line(
         capsys.readouterr().err,
-        f"cannot reach a dataserve server at {https_server.url}",
+        f"cannot verify the certificate of {https_server.url}",
         "CERTIFICATE_VERIFY_FAILED",
     )
 

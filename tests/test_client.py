@@ -902,3 +902,31 @@ def test_request_fully_sent_then_unanswered_is_not_sent_again() -> None:
         with pytest.raises(ServerUnavailable):
             client.send("/once", 1)
         assert len(requests) == 1
+
+
+def test_missing_ca_bundle_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(dataserve.DataServeError, match=r"cannot use '.*missing\.pem' as a CA bundle"):
+        HTTPDataClient(5001, verify=tmp_path / "missing.pem")
+
+
+def test_unverifiable_certificate_says_how_to_trust_it(tls_server: tuple[RunningServer, Path]) -> None:
+    server, _ = tls_server
+    with (
+        HTTPDataClient(address=server.url) as client,
+        pytest.raises(ServerUnavailable, match=r"verify='ca\.pem'"),
+    ):
+        client.send("/r", 1)
+
+
+def test_refused_resource_says_the_call_was_refused(client: HTTPDataClient) -> None:
+    with pytest.raises(PayloadError, match="the server refused the call: the resource") as info:
+        client.send("/a/%2e%2e/b", 1)
+    assert info.value.status == 400
+
+
+def test_resource_is_resolved_and_escaped_as_a_url_path(client: HTTPDataClient) -> None:
+    with pytest.raises(ResourceNotFound, match="the resource '/missing'"):
+        client.send("/a/../missing")
+    with pytest.raises(ResourceNotFound, match="the resource '/missing/café'"):
+        client.send("/missing/café#fragment")
+    assert client.send("/type?x=1", 1) == "int"

@@ -453,3 +453,11 @@ def test_calls_still_running_after_the_grace_period_are_cut_off(tmp_path: Path) 
     process.communicate(timeout=30)
     assert process.returncode == 0
     assert len(errors) == 1
+
+
+def test_missing_certificate_files_fail_before_serving(tmp_path: Path) -> None:
+    with (
+        pytest.raises(DataServeError, match=r"cannot load the certificate '.*nope\.pem' with the key"),
+        dataserve.serve(EchoHandler, ssl_certfile=tmp_path / "nope.pem", ssl_keyfile=tmp_path / "k.pem"),
+    ):
+        pass  # pragma: no cover
