@@ -168,7 +168,7 @@ class HTTPDataClient(_DataClient[httpx.Client]):
     def _as_response(self, method: str, path: str, reply: Reply) -> httpx.Response:
         """The httpx response a fast-path reply stands for, to read a refusal from."""
         request = httpx.Request(method, self.base_url + path)
-        return httpx.Response(reply.status, headers=reply.headers, content=reply.body, request=request)
+        return httpx.Response(reply.status, headers=reply.headers, content=bytes(reply.body), request=request)
 
     def _request(self, method: str, path: str, timeout: float | None, **options: Any) -> httpx.Response:
         with self._calling() as http:

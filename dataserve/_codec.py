@@ -90,7 +90,7 @@ def encode(value: object) -> tuple[bytes, str]:
     )
 
 
-def decode(body: bytes, content_type: str | None) -> Any:
+def decode(body: bytes | bytearray, content_type: str | None) -> Any:
     """Return the value that ``body`` carries, typed by its ``content_type``.
 
     Raises PayloadError with status 400 for a body that does not decode as its type
@@ -109,7 +109,7 @@ def decode(body: bytes, content_type: str | None) -> Any:
     if media_type == "application/json" or media_type.endswith("+json"):
         return _decode_json(body)
     if media_type == "application/octet-stream":
-        return body
+        return bytes(body)  # The same object for bytes; a copy only of a bytearray.
     if media_type == "text/plain":
         return _decode_text(body, _charset(params))
     if media_type == NPY:
@@ -120,7 +120,7 @@ def decode(body: bytes, content_type: str | None) -> Any:
     )
 
 
-def _decode_text(body: bytes, charset: str) -> str:
+def _decode_text(body: bytes | bytearray, charset: str) -> str:
     try:
         text = body.decode(charset)
         if charset.lower() not in ("utf-8", "utf8"):
@@ -178,7 +178,7 @@ _LONE_SURROGATE = re.compile(
 )
 
 
-def _decode_json(body: bytes) -> Any:
+def _decode_json(body: bytes | bytearray) -> Any:
     try:
         value = json.loads(body)
     except (ValueError, RecursionError) as exc:
@@ -260,7 +260,7 @@ def _npy_header(array: Any) -> bytes:
     return out.getvalue()
 
 
-def _decode_npy(body: bytes) -> Any:
+def _decode_npy(body: bytes | bytearray) -> Any:
     """The array an .npy body carries: a read-only view of ``body``, never unpickled."""
     try:
         import numpy
@@ -305,9 +305,11 @@ def _decode_npy(body: bytes) -> Any:
             status=400,
         )
     try:
-        return numpy.ndarray(
+        array = numpy.ndarray(
             shape, dtype=dtype, buffer=body, offset=offset, order="F" if fortran_order else "C"
         )
+        array.flags.writeable = False  # Whatever the body was read into, as documented.
+        return array
     except (TypeError, ValueError) as exc:  # such as too many dimensions
         raise PayloadError(f"the body is not a valid .npy array: {_first_line(exc)}", status=400) from None
 

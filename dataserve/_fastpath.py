@@ -42,7 +42,7 @@ class Reply:
 
     status: int = 0
     headers: dict[str, str] = field(default_factory=dict)
-    body: bytes = b""
+    body: bytes | bytearray = b""
 
 
 class FastPath:
@@ -175,8 +175,27 @@ class _Connection:
                 parser.feed_data(data)
             except httptools.HttpParserError as exc:
                 raise ConnectionError(f"the server's reply is not valid HTTP: {exc}") from None
+            if reply.length is not None and reply.length >= _LARGE and not reply.complete:
+                self._read_rest(reply)
         self.last_used = time.monotonic()
         return reply.reply, reply.keep_alive
+
+    def _read_rest(self, reply: _ReplyReader) -> None:
+        """Read the rest of a large body straight into one buffer, past the parser and its copies."""
+        assert reply.length is not None
+        body = bytearray(reply.length)
+        view = memoryview(body)
+        done = 0
+        for chunk in reply.chunks:
+            view[done : done + len(chunk)] = chunk
+            done += len(chunk)
+        while done < reply.length:
+            count = self.sock.recv_into(view[done:])
+            if not count:
+                raise ConnectionResetError("the server closed the connection in the middle of its reply")
+            done += count
+        reply.reply.body = body
+        reply.complete = True
 
     def close(self) -> None:
         self.sock.close()
@@ -189,6 +208,7 @@ class _ReplyReader:
         self.parser: httptools.HttpResponseParser | None = None
         self.reply = Reply()
         self.chunks: list[bytes] = []
+        self.length: int | None = None
         self.keep_alive = False
         self.complete = False
 
@@ -200,6 +220,8 @@ class _ReplyReader:
         assert self.parser is not None
         self.reply.status = self.parser.get_status_code()
         self.keep_alive = self.parser.should_keep_alive()
+        length = self.reply.headers.get("content-length", "")
+        self.length = int(length) if length.isdigit() else None
 
     def on_body(self, body: bytes) -> None:
         self.chunks.append(body)

@@ -930,3 +930,12 @@ def test_resource_is_resolved_and_escaped_as_a_url_path(client: HTTPDataClient) 
     with pytest.raises(ResourceNotFound, match="the resource '/missing/café'"):
         client.send("/missing/café#fragment")
     assert client.send("/type?x=1", 1) == "int"
+
+
+def test_large_array_reply_arrives_equal_and_read_only(client: HTTPDataClient) -> None:
+    numpy = pytest.importorskip("numpy")
+    array = numpy.arange(1 << 17, dtype=numpy.float64).reshape(256, 512)  # 1 MiB
+    reply = client.send("/r", array)
+    assert numpy.array_equal(reply, array)
+    assert reply.dtype == array.dtype
+    assert not reply.flags.writeable
