@@ -77,11 +77,14 @@ class _DataClient(Generic[_HTTP]):
             options["timeout"] = httpx.Timeout(timeout, connect=self.connect_timeout)
         return options
 
+    def _check_open(self) -> None:
+        if self._http.is_closed:
+            raise DataServeError(f"{self!r} is closed; make a new client to call the server again")
+
     @contextlib.contextmanager
     def _calling(self) -> Iterator[_HTTP]:
         """The httpx client to make one request with, its transport failures as ServerUnavailable."""
-        if self._http.is_closed:
-            raise DataServeError(f"{self!r} is closed; make a new client to call the server again")
+        self._check_open()
         try:
             yield self._http
         except httpx.TransportError as exc:
@@ -153,8 +156,7 @@ class HTTPDataClient(_DataClient[httpx.Client]):
         self, method: str, path: str, body: bytes, content_type: str | None, timeout: float | None
     ) -> Reply:
         assert self._fast is not None
-        if self._http.is_closed:
-            raise DataServeError(f"{self!r} is closed; make a new client to call the server again")
+        self._check_open()
         target = self._targets.get(path)
         if target is None:  # The request target httpx would send: dot segments resolved, escaped.
             target = self._http.build_request(method, path).url.raw_path
