@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +25,29 @@ import dataserve
 # Property tests are bounded by example counts, never by the wall clock of a busy machine.
 settings.register_profile("dataserve", deadline=None)
 settings.load_profile("dataserve")
+
+
+@dataclass
+class ScriptServer:
+    """A script serving in its own process, and the port its first line printed."""
+
+    process: subprocess.Popen[str]
+    first_line: str
+    port: int
+
+
+def start_script(script: Path, *args: str) -> ScriptServer:
+    """Run ``script``, which serves and prints dataserve's first line, and read the port from it."""
+    process = subprocess.Popen(
+        [sys.executable, str(script), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None
+    first_line = process.stdout.readline()
+    match = re.search(r"on https?://127\.0\.0\.1:(\d+)", first_line)
+    if not match:
+        process.kill()
+        pytest.fail(f"unexpected first line {first_line!r}; stderr: {process.communicate(timeout=10)[1]}")
+    return ScriptServer(process, first_line, int(match.group(1)))
 
 
 def free_port() -> int:

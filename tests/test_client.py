@@ -8,7 +8,6 @@ import random
 import socket
 import ssl
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -34,7 +33,7 @@ from dataserve import (
     ServerUnavailable,
 )
 from dataserve._client import base_url, reply_value
-from tests.conftest import AsyncEchoHandler, EchoHandler, free_port, wait_for
+from tests.conftest import AsyncEchoHandler, EchoHandler, free_port, start_script, wait_for
 from tests.test_codec import json_values, same
 
 MiB = 2**20
@@ -797,12 +796,9 @@ run_http_server(int(sys.argv[1]), Echo)
 
 
 def _start(script: Path, port: int) -> subprocess.Popen[str]:
-    process = subprocess.Popen(
-        [sys.executable, str(script), str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    assert process.stdout is not None
-    assert process.stdout.readline().startswith("dataserve: serving Echo")
-    return process
+    started = start_script(script, str(port))
+    assert started.port == port
+    return started.process
 
 
 def test_server_killed_mid_call_then_restarted_is_reached_by_the_same_client(tmp_path: Path) -> None:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import subprocess
-import sys
 import textwrap
 import threading
 from pathlib import Path
@@ -20,7 +18,7 @@ from starlette.routing import Mount, Route
 
 import dataserve
 from dataserve import DataApp, DataServeError, HTTPDataClient
-from tests.conftest import free_port, serve_app, wait_for
+from tests.conftest import free_port, serve_app, start_script, wait_for
 
 
 class Recorder(dataserve.HTTPDataHandler):
@@ -117,16 +115,8 @@ run_http_server(0, SlowLoader)
 def _start_script(tmp_path: Path, script: str, *args: str) -> tuple[subprocess.Popen[str], int]:
     path = tmp_path / "server.py"
     path.write_text(textwrap.dedent(script))
-    process = subprocess.Popen(
-        [sys.executable, str(path), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    assert process.stdout is not None
-    first_line = process.stdout.readline()
-    match = re.search(r"on http://127\.0\.0\.1:(\d+)", first_line)
-    if not match:
-        process.kill()
-        pytest.fail(f"unexpected first line {first_line!r}; stderr: {process.communicate(timeout=10)[1]}")
-    return process, int(match.group(1))
+    started = start_script(path, *args)
+    return started.process, started.port
 
 
 def test_health_answers_503_while_setup_runs_then_200(tmp_path: Path) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import signal
 import socket
 import ssl
@@ -25,7 +24,7 @@ import uvicorn
 import dataserve
 from dataserve import DataServeError, HTTPDataClient, ServerUnavailable
 from dataserve._server import import_handler
-from tests.conftest import EchoHandler, free_port, wait_for
+from tests.conftest import EchoHandler, free_port, start_script, wait_for
 
 SERVER_SCRIPT = """
 import sys
@@ -48,17 +47,8 @@ class ServerProcess:
     def __init__(self, script_dir: Path, port: int = 0) -> None:
         script = script_dir / "server.py"
         script.write_text(textwrap.dedent(SERVER_SCRIPT))
-        self.process = subprocess.Popen(
-            [sys.executable, str(script), str(port)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert self.process.stdout is not None
-        self.first_line = self.process.stdout.readline()
-        match = re.search(r"on http://127\.0\.0\.1:(\d+) ", self.first_line)
-        assert match, f"unexpected first line {self.first_line!r}; stderr: {self.process.stderr.read()}"  # type: ignore[union-attr]
-        self.port = int(match.group(1))
+        started = start_script(script, str(port))
+        self.process, self.first_line, self.port = started.process, started.first_line, started.port
 
     def stop(self, sig: int) -> tuple[int, str, str]:
         self.process.send_signal(sig)
@@ -415,11 +405,8 @@ run_http_server(0, Slow, max_concurrency=4, shutdown_timeout=int(sys.argv[1]))
 def _start_in_flight_server(directory: Path, grace: int) -> tuple[subprocess.Popen[str], int]:
     script = directory / "in_flight.py"
     script.write_text(textwrap.dedent(IN_FLIGHT_SCRIPT))
-    process = _popen([str(script), str(grace)], directory)
-    assert process.stdout is not None
-    match = re.search(r"on http://127\.0\.0\.1:(\d+) ", process.stdout.readline())
-    assert match
-    return process, int(match.group(1))
+    started = start_script(script, str(grace))
+    return started.process, started.port
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
