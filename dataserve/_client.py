@@ -70,11 +70,20 @@ class _DataClient(Generic[_HTTP]):
         """The pooled httpx client that carries this client's calls."""
         raise NotImplementedError
 
-    def _options(self, timeout: float | None, sent: _Sent) -> dict[str, Any]:
-        """The httpx options of one request: its timeout if it has its own, and the trace of its sending."""
+    def _call_timeout(self, timeout: float | None, connect_timeout: float | None) -> httpx.Timeout | None:
+        """The timeouts of one call that has its own, in place of the client's; None if it has none."""
+        if timeout is None and connect_timeout is None:
+            return None
+        return httpx.Timeout(
+            self._http.timeout.read if timeout is None else timeout,
+            connect=self._http.timeout.connect if connect_timeout is None else connect_timeout,
+        )
+
+    def _options(self, timeout: httpx.Timeout | None, sent: _Sent) -> dict[str, Any]:
+        """The httpx options of one request: its timeouts if it has its own, and the trace of its sending."""
         options: dict[str, Any] = {"extensions": {"trace": sent.trace(self._is_async)}}
         if timeout is not None:
-            options["timeout"] = httpx.Timeout(timeout, connect=self.connect_timeout)
+            options["timeout"] = timeout
         return options
 
     def _check_open(self) -> None:
@@ -126,19 +135,27 @@ class HTTPDataClient(_DataClient[httpx.Client]):
         )
         return http
 
-    def send(self, resource: str, payload: Any = None, *, timeout: float | None = None) -> Any:
+    def send(
+        self,
+        resource: str,
+        payload: Any = None,
+        *,
+        timeout: float | None = None,
+        connect_timeout: float | None = None,
+    ) -> Any:
         """Send ``payload`` to ``resource`` and return the handler's reply.
 
         ``payload`` is a str, a JSON-able value, bytes-like, a NumPy array, or None.
-        ``timeout`` replaces the client's for this call. Raises ResourceNotFound,
-        RemoteError, PayloadError, AuthenticationError or ServerUnavailable.
+        ``timeout`` and ``connect_timeout`` replace the client's for this call. Raises
+        ResourceNotFound, RemoteError, PayloadError, AuthenticationError or ServerUnavailable.
         """
         body, content_type = encode(payload)
         path = resource_path(resource)
+        call_timeout = self._call_timeout(timeout, connect_timeout)
         if self._fast is None:
             options = {"content": body, "headers": {"content-type": content_type}}
-            return reply_value(self._request("PUT", path, timeout, **options), path)
-        reply = self._fast_request("PUT", path, body, content_type, timeout)
+            return reply_value(self._request("PUT", path, call_timeout, **options), path)
+        reply = self._fast_request("PUT", path, body, content_type, call_timeout)
         if reply.status == 200:
             return decode(reply.body, reply.headers.get("content-type"))
         raise status_error(self._as_response("PUT", path, reply), path)
@@ -153,7 +170,7 @@ class HTTPDataClient(_DataClient[httpx.Client]):
         return self._fast_request("GET", HEALTH_PATH, b"", None, None).status == 200
 
     def _fast_request(
-        self, method: str, path: str, body: bytes, content_type: str | None, timeout: float | None
+        self, method: str, path: str, body: bytes, content_type: str | None, timeout: httpx.Timeout | None
     ) -> Reply:
         assert self._fast is not None
         self._check_open()
@@ -163,7 +180,9 @@ class HTTPDataClient(_DataClient[httpx.Client]):
             if len(self._targets) < 1024:
                 self._targets[path] = target
         try:
-            return self._fast.request(method, target, body, content_type, timeout)
+            if timeout is None:
+                return self._fast.request(method, target, body, content_type)
+            return self._fast.request(method, target, body, content_type, timeout.read, timeout.connect)
         except OSError as exc:
             raise unavailable(self.base_url, exc) from exc
 
@@ -172,7 +191,9 @@ class HTTPDataClient(_DataClient[httpx.Client]):
         request = httpx.Request(method, self.base_url + path)
         return httpx.Response(reply.status, headers=reply.headers, content=bytes(reply.body), request=request)
 
-    def _request(self, method: str, path: str, timeout: float | None, **options: Any) -> httpx.Response:
+    def _request(
+        self, method: str, path: str, timeout: httpx.Timeout | None, **options: Any
+    ) -> httpx.Response:
         with self._calling() as http:
             sent = _Sent()
             try:
@@ -214,15 +235,23 @@ class AsyncHTTPDataClient(_DataClient[httpx.AsyncClient]):
     def _pool(self, **options: Any) -> httpx.AsyncClient:
         return httpx.AsyncClient(**options)
 
-    async def send(self, resource: str, payload: Any = None, *, timeout: float | None = None) -> Any:
+    async def send(
+        self,
+        resource: str,
+        payload: Any = None,
+        *,
+        timeout: float | None = None,
+        connect_timeout: float | None = None,
+    ) -> Any:
         """Send ``payload`` to ``resource`` and return the handler's reply.
 
         ``payload`` is a str, a JSON-able value, bytes-like, a NumPy array, or None.
-        ``timeout`` replaces the client's for this call. Raises ResourceNotFound,
-        RemoteError, PayloadError, AuthenticationError or ServerUnavailable.
+        ``timeout`` and ``connect_timeout`` replace the client's for this call. Raises
+        ResourceNotFound, RemoteError, PayloadError, AuthenticationError or ServerUnavailable.
         """
         path, options = put_request(resource, payload)
-        return reply_value(await self._request("PUT", path, timeout, **options), path)
+        call_timeout = self._call_timeout(timeout, connect_timeout)
+        return reply_value(await self._request("PUT", path, call_timeout, **options), path)
 
     async def ping(self) -> bool:
         """Return True if the server is up and ready, False if it is up but not ready yet.
@@ -231,7 +260,9 @@ class AsyncHTTPDataClient(_DataClient[httpx.AsyncClient]):
         """
         return (await self._request("GET", HEALTH_PATH, None)).status_code == 200
 
-    async def _request(self, method: str, path: str, timeout: float | None, **options: Any) -> httpx.Response:
+    async def _request(
+        self, method: str, path: str, timeout: httpx.Timeout | None, **options: Any
+    ) -> httpx.Response:
         with self._calling() as http:
             sent = _Sent()
             try:

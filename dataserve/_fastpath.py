@@ -69,23 +69,31 @@ class FastPath:
         self._lock = threading.Lock()
 
     def request(
-        self, method: str, target: bytes, body: bytes, content_type: str | None, timeout: float | None
+        self,
+        method: str,
+        target: bytes,
+        body: bytes,
+        content_type: str | None,
+        timeout: float | None = None,
+        connect_timeout: float | None = None,
     ) -> Reply:
         """Send one request for ``target`` (the raw path and query) and return the reply.
 
-        Raises OSError (TimeoutError for a timeout) if it fails.
-
-        A request that was not all sent when its connection failed is sent once more on a
-        fresh connection; one that was all sent is never sent again.
+        ``timeout`` and ``connect_timeout`` replace the pool's for this request. Raises
+        OSError (TimeoutError for a timeout) if it fails. A request that was not all sent
+        when its pooled connection failed is sent once more on a fresh connection; one
+        that was all sent is never sent again.
         """
         head = self._head(method, target, len(body), content_type)
-        connection, reused = self._connection()
+        timeout = self.timeout if timeout is None else timeout
+        connect_timeout = self.connect_timeout if connect_timeout is None else connect_timeout
+        connection, reused = self._connection(connect_timeout)
         try:
             return self._exchange(connection, head, body, timeout)
         except _NotSent:
             if not reused:
                 raise
-            connection = _Connection(self.address, self.connect_timeout)
+            connection = _Connection(self.address, connect_timeout)
             return self._exchange(connection, head, body, timeout)
 
     def close(self) -> None:
@@ -105,20 +113,20 @@ class FastPath:
             length,
         )
 
-    def _connection(self) -> tuple[_Connection, bool]:
+    def _connection(self, connect_timeout: float | None) -> tuple[_Connection, bool]:
         """A pooled connection still fit for use, or a new one; and whether it was pooled."""
         while True:
             with self._lock:
                 connection = self._idle.pop() if self._idle else None
             if connection is None:
-                return _Connection(self.address, self.connect_timeout), False
+                return _Connection(self.address, connect_timeout), False
             if connection.fit(self.keepalive_expiry):
                 return connection, True
             connection.close()
 
     def _exchange(self, connection: _Connection, head: bytes, body: bytes, timeout: float | None) -> Reply:
         try:
-            reply, keep = connection.exchange(head, body, self.timeout if timeout is None else timeout)
+            reply, keep = connection.exchange(head, body, timeout)
         except BaseException:
             connection.close()
             raise

@@ -935,3 +935,30 @@ def test_large_array_reply_arrives_equal_and_read_only(client: HTTPDataClient) -
     assert numpy.array_equal(reply, array)
     assert reply.dtype == array.dtype
     assert not reply.flags.writeable
+
+
+def test_per_call_connect_timeout_replaces_the_clients(
+    server: RunningServer, client_path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with HTTPDataClient(server.port, "http://127.0.0.1:", timeout=120, connect_timeout=10) as client:
+        if client_path == "fast path":
+            seen: list[float | None] = []
+            create = socket.create_connection
+
+            def create_connection(address: tuple[str, int], timeout: float | None = None) -> socket.socket:
+                seen.append(timeout)
+                return create(address, timeout=timeout)
+
+            monkeypatch.setattr("dataserve._fastpath.socket.create_connection", create_connection)
+            assert client.send("/r", 1, connect_timeout=0.5) == 1
+            assert seen == [0.5]
+            return
+
+        def capture(request: httpx.Request) -> httpx.Response:
+            return httpx.Response(200, json=request.extensions["timeout"])
+
+        client._http = httpx.Client(
+            base_url=client.base_url, timeout=client._http.timeout, transport=httpx.MockTransport(capture)
+        )
+        timeouts = client.send("/r", 1, connect_timeout=0.5)
+        assert (timeouts["connect"], timeouts["read"]) == (0.5, 120)

@@ -29,8 +29,8 @@ with serve(ReportHandler, port=0, max_concurrency=2) as server:
             raise AssertionError("expected ServerUnavailable")
         assert "no reply" in str(late)
 
-        # One call that is known to be slow gets its own timeout; the others keep the client's.
-        reply = client.send("/report", 1, timeout=30)
+        # One call that is known to be slow gets its own timeouts; the others keep the client's.
+        reply = client.send("/report", 1, timeout=30, connect_timeout=2)
         print("with timeout=30:", reply)
         assert reply == "report ready"
 
