@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -133,3 +134,19 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = 10.0) ->
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.01)
+
+
+def worker_pids(port: int) -> set[int]:
+    """The pids that answer ``/pid`` over fresh connections, 8 at a time, until two do (or 400 calls)."""
+    pids: set[int] = set()
+
+    def pid() -> int:
+        with dataserve.HTTPDataClient(port, "http://127.0.0.1:", timeout=30) as client:
+            return int(client.send("/pid"))
+
+    with ThreadPoolExecutor(8) as pool:
+        for _ in range(50):
+            pids.update(pool.map(lambda _: pid(), range(8)))
+            if len(pids) == 2:
+                break
+    return pids

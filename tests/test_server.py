@@ -12,7 +12,6 @@ import textwrap
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ import uvicorn
 import dataserve
 from dataserve import DataServeError, HTTPDataClient, ServerUnavailable
 from dataserve._server import import_handler
-from tests.conftest import EchoHandler, free_port, start_script, wait_for
+from tests.conftest import EchoHandler, free_port, start_script, wait_for, worker_pids
 
 SERVER_SCRIPT = """
 import sys
@@ -248,22 +247,6 @@ def _write_served(directory: Path) -> None:
     (directory / "workers.py").write_text(textwrap.dedent(WORKERS_SCRIPT))
 
 
-def _pids_answering(port: int) -> set[int]:
-    """The worker pids seen over fresh connections, 8 at a time, until two answer (or 400 calls)."""
-    pids: set[int] = set()
-
-    def pid() -> int:
-        with HTTPDataClient(port, "http://127.0.0.1:", timeout=30) as client:
-            return int(client.send("/pid"))
-
-    with ThreadPoolExecutor(8) as pool:
-        for _ in range(50):
-            pids.update(pool.map(lambda _: pid(), range(8)))
-            if len(pids) == 2:
-                break
-    return pids
-
-
 def _wait_until_ready(port: int, process: subprocess.Popen[str]) -> None:
     def ready() -> bool:
         assert process.poll() is None, f"the server exited: {process.communicate()}"
@@ -299,7 +282,7 @@ def test_workers_share_the_port_and_each_sets_up_and_tears_down_once(served_dir:
     process = _popen(["workers.py", str(port)], served_dir)
     try:
         _wait_until_ready(port, process)
-        assert len(_pids_answering(port)) == 2
+        assert len(worker_pids(port)) == 2
     finally:
         code, out, err = _stop(process)
     assert code == 0, err
@@ -318,7 +301,7 @@ def test_uvicorn_command_serves_a_module_app_with_workers(served_dir: Path) -> N
     process = _popen(["-m", "uvicorn", "served:app", "--port", str(port), "--workers", "2"], served_dir)
     try:
         _wait_until_ready(port, process)
-        assert len(_pids_answering(port)) == 2
+        assert len(worker_pids(port)) == 2
     finally:
         code, out, err = _stop(process)
     assert code == 0, err
