@@ -10,16 +10,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from ._app import DEFAULT_MAX_BODY_SIZE
-from ._client import DEFAULT_TIMEOUT, HTTPDataClient, base_url
+from ._client import DEFAULT_TIMEOUT, HTTPDataClient
 from ._codec import encode
 from ._errors import DataServeError, RemoteError
 from ._handler import HTTPDataHandler
 from ._progress import call
 from ._server import import_handler, run_http_server, serve
 from ._token import TOKEN_ENV
+from ._url import base_url
 
 __all__ = ["main"]
 
@@ -232,7 +231,7 @@ def send_command(args: argparse.Namespace) -> int:
             if args.url is None
             else base_url(None, args.url)
         )
-    except (ValueError, httpx.InvalidURL) as exc:
+    except ValueError as exc:
         raise UsageError(f"argument --url: {exc}") from None
     body, content_type = encode(_payload(args))
     verify = False if args.insecure else args.cafile or True

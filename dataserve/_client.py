@@ -1,36 +1,41 @@
 """The clients that call a dataserve server and hand back its replies as Python values.
 
-HTTPDataClient and AsyncHTTPDataClient share everything but the I/O: the address, the
-payload's encoding, the closed check, and the mapping of replies and transport failures to
-dataserve's exceptions live in ``_DataClient`` and the module-level helpers.
+HTTPDataClient and AsyncHTTPDataClient share everything but the I/O (``_DataClient``): the
+address, the payload's encoding, the closed check, and the mapping of a reply to a value or
+an exception. A lane moves the bytes: the socket lane (``_fastpath``) for plain HTTP over TCP
+or a Unix socket, httpx (``_httpx``) for HTTPS, proxies and the async client. httpx is
+imported only once a call needs it.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import ssl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
-from typing import Any, Generic, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any
 
-import httpx
-
-from ._app import HEALTH_PATH
 from ._codec import decode, encode
-from ._errors import (
-    AuthenticationError,
-    DataServeError,
-    PayloadError,
-    RemoteError,
-    ResourceNotFound,
-    ServerUnavailable,
-)
-from ._fastpath import FastPath, Reply, eligible
+from ._errors import DataServeError, PayloadError, status_error, unavailable
+from ._fastpath import FastPath, Request, eligible
 from ._token import authorization, resolve_token
+from ._url import Address, base_url, request_target, resource_path
+from ._wire import HEALTH_PATH, Reply
 
-__all__ = ["AsyncHTTPDataClient", "HTTPDataClient"]
+if TYPE_CHECKING:
+    import ssl
+
+    import httpx
+
+    from ._httpx import Verify
+
+__all__ = [
+    "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_TIMEOUT",
+    "AsyncHTTPDataClient",
+    "HTTPDataClient",
+    "load_verify",
+    "reply_value",
+]
 
 DEFAULT_TIMEOUT = 60.0
 """Seconds a call waits to send its payload, and then for the reply."""
@@ -42,98 +47,127 @@ KEEPALIVE_EXPIRY = 4.0
 """Seconds an idle pooled connection is kept: less than uvicorn's 5 s idle timeout, so the
 server never closes a connection the client is about to use."""
 
-Verify: TypeAlias = bool | str | os.PathLike[str] | ssl.SSLContext
-"""How a client checks an HTTPS server's certificate: True against the authorities httpx trusts
-(certifi's bundle, or ``$SSL_CERT_FILE``), a CA bundle's path, an SSL context, or False not at all."""
-
-_HTTP = TypeVar("_HTTP", httpx.Client, httpx.AsyncClient)
+_METHOD = "PUT"
+"""The method every call travels as, as the seed has it."""
 
 
-class _DataClient(Generic[_HTTP]):
-    """What the sync and the async client share: all but the request and the closing."""
+class _DataClient:
+    """What the sync and the async client share: all but the requests and the closing."""
 
     def __init__(
         self,
         port: int | None = None,
         address: str = "http://localhost:",
         *,
+        uds: str | os.PathLike[str] | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
         connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
         token: str | None = None,
         verify: Verify = True,
     ) -> None:
+        if uds is not None and port is None and address.endswith(":"):
+            address = "http://localhost"
         self.base_url = base_url(port, address)
+        self.uds = None if uds is None else os.fspath(uds)
+        self.timeout = timeout
         self.connect_timeout = connect_timeout
-        self._http: _HTTP = self._pool(**pool_options(self.base_url, timeout, connect_timeout, token, verify))
+        self._address = Address(self.base_url)
+        self._origin = self.base_url[: len(self.base_url) - len(self._address.path)]
+        self._server = self.base_url if self.uds is None else f"the Unix socket {self.uds}"
+        token = resolve_token(token)
+        self._headers = {"authorization": authorization(token)} if token else {}
+        self._verify = load_verify(verify)
+        self._targets: dict[str, bytes] = {}
+        self._closed = False
 
-    def _pool(self, **options: Any) -> _HTTP:
-        """The pooled httpx client that carries this client's calls."""
-        raise NotImplementedError
+    @property
+    def is_closed(self) -> bool:
+        """Whether the client is closed, and so can send no more."""
+        return self._closed
 
-    def _call_timeout(self, timeout: float | None, connect_timeout: float | None) -> httpx.Timeout | None:
-        """The timeouts of one call that has its own, in place of the client's; None if it has none."""
-        if timeout is None and connect_timeout is None:
-            return None
-        return httpx.Timeout(
-            self._http.timeout.read if timeout is None else timeout,
-            connect=self._http.timeout.connect if connect_timeout is None else connect_timeout,
-        )
+    def _target(self, resource: str) -> bytes:
+        """The request target of ``resource``, as httpx would send it, remembered for the next call."""
+        target = self._targets.get(resource)
+        if target is None:
+            target = request_target(self._address.path, resource)
+            if len(self._targets) < 1024:
+                self._targets[resource] = target
+        return target
 
-    def _options(self, timeout: httpx.Timeout | None, sent: _Sent) -> dict[str, Any]:
-        """The httpx options of one request: its timeouts if it has its own, and the trace of its sending."""
-        options: dict[str, Any] = {"extensions": {"trace": sent.trace(self._is_async)}}
-        if timeout is not None:
-            options["timeout"] = timeout
-        return options
+    def _where(self, method: str, target: bytes) -> str:
+        """The call, as messages name it: ``PUT http://127.0.0.1:5001/xdata``."""
+        where = f"{method} {self._origin}{target.decode('ascii')}"
+        return where if self.uds is None else f"{where} on {self._server}"
+
+    def _value(self, reply: Reply, method: str, target: bytes, resource: str) -> Any:
+        """The value a reply carries, or the exception its status stands for."""
+        if reply.status == 200:
+            return decode(reply.body, reply.headers.get("content-type"))
+        raise status_error(reply, self._where(method, target), resource_path(resource))
+
+    def _result(self, outcome: Reply | DataServeError, call: tuple[str, bytes, bytes, str]) -> Any:
+        """The value of one of ``send_many``'s calls, or the exception that stands in its place."""
+        if isinstance(outcome, DataServeError):
+            return outcome
+        try:
+            return self._value(outcome, _METHOD, call[1], call[0])
+        except DataServeError as exc:
+            return exc
 
     def _check_open(self) -> None:
-        if self._http.is_closed:
+        if self._closed:
             raise DataServeError(f"{self!r} is closed; make a new client to call the server again")
 
-    @contextlib.contextmanager
-    def _calling(self) -> Iterator[_HTTP]:
-        """The httpx client to make one request with, its transport failures as ServerUnavailable."""
-        self._check_open()
-        try:
-            yield self._http
-        except httpx.TransportError as exc:
-            raise unavailable(self.base_url, exc) from exc
-
-    _is_async = False
-
     def __repr__(self) -> str:
+        if self.uds is not None:
+            return f"{type(self).__name__}(uds={self.uds!r})"
         return f"{type(self).__name__}({self.base_url!r})"
 
 
-class HTTPDataClient(_DataClient[httpx.Client]):
-    """Calls the handler of a dataserve server over one pooled keep-alive connection.
+class HTTPDataClient(_DataClient):
+    """Calls the handler of a dataserve server over pooled keep-alive connections.
 
     ``HTTPDataClient(5001)`` reaches ``http://localhost:5001``. ``address`` may end in a
     colon (``"http://10.0.0.2:"``), name a host (``"http://10.0.0.2"``), or be a full base
-    URL (``"http://10.0.0.2:8000/data"``), whose port wins over ``port``. ``timeout`` is
-    how many seconds a call waits to send and for the reply, each (None waits for ever);
+    URL (``"http://10.0.0.2:8000/data"``), whose port wins over ``port``. ``uds`` reaches a
+    server on a Unix socket instead (``HTTPDataClient(uds="/run/app.sock")``). ``timeout``
+    is how many seconds a call waits to send and for the reply, each (None waits for ever);
     ``connect_timeout``, for the server to accept the connection. ``token`` (else
     ``$DATASERVE_TOKEN``) goes with every call; ``verify`` says how to check an HTTPS
-    server. Close the client when done, or use it as a context manager.
+    server. Close the client when done, or use it as a context manager. It can be shared
+    between threads.
     """
 
-    def _pool(self, **options: Any) -> httpx.Client:
-        http = httpx.Client(**options)
-        self._targets: dict[str, bytes] = {}
-        url = http.base_url
-        self._fast = (
-            FastPath(
-                url.host,
-                url.port or 80,
-                {name: value for name, value in http.headers.items() if name.lower() == "authorization"},
-                timeout=http.timeout.read,
-                connect_timeout=http.timeout.connect,
+    def __init__(
+        self,
+        port: int | None = None,
+        address: str = "http://localhost:",
+        *,
+        uds: str | os.PathLike[str] | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
+        token: str | None = None,
+        verify: Verify = True,
+    ) -> None:
+        super().__init__(
+            port,
+            address,
+            uds=uds,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            token=token,
+            verify=verify,
+        )
+        self._http: httpx.Client | None = None
+        self._fast = None
+        if eligible(self._address.scheme, self._address.host, uds=self.uds is not None):
+            self._fast = FastPath(
+                self.uds or (self._address.host, self._address.port),
+                self._headers,
+                timeout=timeout,
+                connect_timeout=connect_timeout,
                 keepalive_expiry=KEEPALIVE_EXPIRY,
             )
-            if eligible(url.scheme, url.host)
-            else None
-        )
-        return http
 
     def send(
         self,
@@ -150,62 +184,102 @@ class HTTPDataClient(_DataClient[httpx.Client]):
         ResourceNotFound, RemoteError, PayloadError, AuthenticationError or ServerUnavailable.
         """
         body, content_type = encode(payload)
-        path = resource_path(resource)
-        call_timeout = self._call_timeout(timeout, connect_timeout)
-        if self._fast is None:
-            options = {"content": body, "headers": {"content-type": content_type}}
-            return reply_value(self._request("PUT", path, call_timeout, **options), path)
-        reply = self._fast_request("PUT", path, body, content_type, call_timeout)
-        if reply.status == 200:
-            return decode(reply.body, reply.headers.get("content-type"))
-        raise status_error(self._as_response("PUT", path, reply), path)
+        target = self._target(resource)
+        reply = self._request(_METHOD, target, body, content_type, timeout, connect_timeout)
+        return self._value(reply, _METHOD, target, resource)
+
+    def send_many(
+        self,
+        calls: Iterable[tuple[str, Any]],
+        *,
+        return_exceptions: bool = False,
+        timeout: float | None = None,
+        connect_timeout: float | None = None,
+    ) -> list[Any]:
+        """Send each ``(resource, payload)`` of ``calls`` and return the replies, in order.
+
+        On plain HTTP the calls are pipelined on one connection, and the handler runs each
+        once, in order. If any call fails, every reply is still read and the first failure
+        is raised; with ``return_exceptions`` the list holds the exception in its place.
+        """
+        encoded = _encode_all(calls, self._target, return_exceptions)
+        self._check_open()
+        requests = [
+            (_METHOD, item[1], item[2], item[3]) for item in encoded if not isinstance(item, DataServeError)
+        ]
+        outcomes = iter(self._pipeline(requests, timeout, connect_timeout))
+        results = [
+            item if isinstance(item, DataServeError) else self._result(next(outcomes), item)
+            for item in encoded
+        ]
+        return _outcome(results, return_exceptions)
+
+    def _pipeline(
+        self, requests: Sequence[Request], timeout: float | None, connect_timeout: float | None
+    ) -> list[Reply | DataServeError]:
+        """A reply or a failure for each request: pipelined on the socket lane, one by one on httpx."""
+        if self._fast is not None:
+            outcomes: list[Reply | DataServeError] = []
+            for outcome in self._fast.pipeline(requests, timeout, connect_timeout):
+                if isinstance(outcome, OSError):
+                    error = unavailable(self._server, outcome)
+                    error.__cause__ = outcome
+                    outcomes.append(error)
+                else:
+                    outcomes.append(outcome)
+            return outcomes
+        replies: list[Reply | DataServeError] = []
+        for method, target, body, content_type in requests:
+            try:
+                replies.append(self._request(method, target, body, content_type, timeout, connect_timeout))
+            except DataServeError as exc:
+                replies.append(exc)
+        return replies
 
     def ping(self) -> bool:
         """Return True if the server is up and ready, False if it is up but not ready yet.
 
         Raises ServerUnavailable if nothing answers.
         """
-        if self._fast is None:
-            return self._request("GET", HEALTH_PATH, None).status_code == 200
-        return self._fast_request("GET", HEALTH_PATH, b"", None, None).status == 200
-
-    def _fast_request(
-        self, method: str, path: str, body: bytes, content_type: str | None, timeout: httpx.Timeout | None
-    ) -> Reply:
-        assert self._fast is not None
-        self._check_open()
-        target = self._targets.get(path)
-        if target is None:  # The request target httpx would send: dot segments resolved, escaped.
-            target = self._http.build_request(method, path).url.raw_path
-            if len(self._targets) < 1024:
-                self._targets[path] = target
-        try:
-            if timeout is None:
-                return self._fast.request(method, target, body, content_type)
-            return self._fast.request(method, target, body, content_type, timeout.read, timeout.connect)
-        except OSError as exc:
-            raise unavailable(self.base_url, exc) from exc
-
-    def _as_response(self, method: str, path: str, reply: Reply) -> httpx.Response:
-        """The httpx response a fast-path reply stands for, to read a refusal from."""
-        request = httpx.Request(method, self.base_url + path)
-        return httpx.Response(reply.status, headers=reply.headers, content=bytes(reply.body), request=request)
+        return self._request("GET", self._target(HEALTH_PATH), b"", None, None, None).status == 200
 
     def _request(
-        self, method: str, path: str, timeout: httpx.Timeout | None, **options: Any
-    ) -> httpx.Response:
-        with self._calling() as http:
-            sent = _Sent()
+        self,
+        method: str,
+        target: bytes,
+        body: bytes,
+        content_type: str | None,
+        timeout: float | None,
+        connect_timeout: float | None,
+    ) -> Reply:
+        self._check_open()
+        if self._fast is not None:
             try:
-                return http.request(method, path, **options, **self._options(timeout, sent))
-            except httpx.TransportError as exc:
-                if not sent.may_retry(exc):
-                    raise
-            return http.request(method, path, **options, **self._options(timeout, _Sent()))
+                return self._fast.request(method, target, body, content_type, timeout, connect_timeout)
+            except OSError as exc:
+                raise unavailable(self._server, exc) from exc
+        from . import _httpx
+
+        http = self._httpx()
+        call_timeout = _httpx.timeouts(http, timeout, connect_timeout)
+        url = self._origin + target.decode("ascii")
+        return _httpx.request(http, self._server, method, url, body, content_type, call_timeout)
+
+    def _httpx(self) -> httpx.Client:
+        """The pooled httpx client, made on the first call that needs it."""
+        if self._http is None:
+            from . import _httpx
+
+            self._http = _httpx.make_client(
+                self.timeout, self.connect_timeout, self._headers, self._verify, self.uds
+            )
+        return self._http
 
     def close(self) -> None:
         """Close the pooled connections; the client cannot send afterwards."""
-        self._http.close()
+        self._closed = True
+        if self._http is not None:
+            self._http.close()
         if self._fast is not None:
             self._fast.close()
 
@@ -221,19 +295,40 @@ class HTTPDataClient(_DataClient[httpx.Client]):
         self.close()
 
 
-class AsyncHTTPDataClient(_DataClient[httpx.AsyncClient]):
+class AsyncHTTPDataClient(_DataClient):
     """HTTPDataClient for ``async`` code: ``await client.send(resource, payload)``.
 
     It takes the same arguments and raises the same exceptions as HTTPDataClient. Its calls
-    go over one pool of keep-alive connections, and calls made at the same time (with
-    ``asyncio.gather`` or tasks) each get their own reply. Close it with ``await
+    go over one pool of keep-alive connections (httpx), and calls made at the same time
+    (with ``asyncio.gather`` or tasks) each get their own reply. Close it with ``await
     client.aclose()``, or use it with ``async with``. Use a client in one event loop only.
     """
 
-    _is_async = True
+    def __init__(
+        self,
+        port: int | None = None,
+        address: str = "http://localhost:",
+        *,
+        uds: str | os.PathLike[str] | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
+        token: str | None = None,
+        verify: Verify = True,
+    ) -> None:
+        super().__init__(
+            port,
+            address,
+            uds=uds,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            token=token,
+            verify=verify,
+        )
+        from . import _httpx
 
-    def _pool(self, **options: Any) -> httpx.AsyncClient:
-        return httpx.AsyncClient(**options)
+        self._http: httpx.AsyncClient = _httpx.make_async_client(
+            timeout, connect_timeout, self._headers, self._verify, self.uds
+        )
 
     async def send(
         self,
@@ -249,31 +344,71 @@ class AsyncHTTPDataClient(_DataClient[httpx.AsyncClient]):
         ``timeout`` and ``connect_timeout`` replace the client's for this call. Raises
         ResourceNotFound, RemoteError, PayloadError, AuthenticationError or ServerUnavailable.
         """
-        path, options = put_request(resource, payload)
-        call_timeout = self._call_timeout(timeout, connect_timeout)
-        return reply_value(await self._request("PUT", path, call_timeout, **options), path)
+        body, content_type = encode(payload)
+        target = self._target(resource)
+        reply = await self._request(_METHOD, target, body, content_type, timeout, connect_timeout)
+        return self._value(reply, _METHOD, target, resource)
+
+    async def send_many(
+        self,
+        calls: Iterable[tuple[str, Any]],
+        *,
+        return_exceptions: bool = False,
+        timeout: float | None = None,
+        connect_timeout: float | None = None,
+    ) -> list[Any]:
+        """Send each ``(resource, payload)`` of ``calls`` at once and return the replies, in order.
+
+        The calls travel concurrently over the client's pool, so the handler may take them in
+        any order (HTTPDataClient.send_many keeps it). If any call fails, every other still
+        completes and the first failure, in the order of ``calls``, is raised; with
+        ``return_exceptions`` the list holds the exception in its place.
+        """
+        encoded = _encode_all(calls, self._target, return_exceptions)
+
+        async def call(item: tuple[str, bytes, bytes, str] | DataServeError) -> Any:
+            if isinstance(item, DataServeError):
+                return item
+            _, target, body, content_type = item
+            try:
+                reply = await self._request(_METHOD, target, body, content_type, timeout, connect_timeout)
+            except DataServeError as exc:
+                return exc
+            return self._result(reply, item)
+
+        import asyncio
+
+        results = await asyncio.gather(*(call(item) for item in encoded))
+        return _outcome(list(results), return_exceptions)
 
     async def ping(self) -> bool:
         """Return True if the server is up and ready, False if it is up but not ready yet.
 
         Raises ServerUnavailable if nothing answers.
         """
-        return (await self._request("GET", HEALTH_PATH, None)).status_code == 200
+        return (await self._request("GET", self._target(HEALTH_PATH), b"", None, None, None)).status == 200
 
     async def _request(
-        self, method: str, path: str, timeout: httpx.Timeout | None, **options: Any
-    ) -> httpx.Response:
-        with self._calling() as http:
-            sent = _Sent()
-            try:
-                return await http.request(method, path, **options, **self._options(timeout, sent))
-            except httpx.TransportError as exc:
-                if not sent.may_retry(exc):
-                    raise
-            return await http.request(method, path, **options, **self._options(timeout, _Sent()))
+        self,
+        method: str,
+        target: bytes,
+        body: bytes,
+        content_type: str | None,
+        timeout: float | None,
+        connect_timeout: float | None,
+    ) -> Reply:
+        self._check_open()
+        from . import _httpx
+
+        call_timeout = _httpx.timeouts(self._http, timeout, connect_timeout)
+        url = self._origin + target.decode("ascii")
+        return await _httpx.async_request(
+            self._http, self._server, method, url, body, content_type, call_timeout
+        )
 
     async def aclose(self) -> None:
         """Close the pooled connections; the client cannot send afterwards."""
+        self._closed = True
         await self._http.aclose()
 
     async def __aenter__(self) -> AsyncHTTPDataClient:
@@ -288,136 +423,47 @@ class AsyncHTTPDataClient(_DataClient[httpx.AsyncClient]):
         await self.aclose()
 
 
-class _Sent:
-    """Follows how far a request got on the wire, to tell whether retrying it is safe.
-
-    A request whose body was not all sent cannot have reached the handler, so it is sent
-    again once, on a fresh connection: that is a pooled connection the server closed just
-    as it was reused. Once the whole request is sent the handler may have run, and a
-    failure is reported, never retried.
-    """
-
-    def __init__(self) -> None:
-        self.complete = False
-
-    def may_retry(self, exc: httpx.TransportError) -> bool:
-        return not self.complete and not isinstance(exc, httpx.TimeoutException)
-
-    def trace(self, is_async: bool) -> Any:
-        """httpcore's trace callback, a coroutine function for the async client."""
-        if is_async:
-
-            async def atrace(event: str, info: dict[str, Any]) -> None:
-                self.see(event)
-
-            return atrace
-
-        def trace(event: str, info: dict[str, Any]) -> None:
-            self.see(event)
-
-        return trace
-
-    def see(self, event: str) -> None:
-        if event in ("http11.send_request_body.complete", "http2.send_request_body.complete"):
-            self.complete = True
+def reply_value(reply: Reply, where: str, resource: str) -> Any:
+    """The value ``reply`` carries, or the exception its status stands for; ``where`` names the call."""
+    if reply.status == 200:
+        return decode(reply.body, reply.headers.get("content-type"))
+    raise status_error(reply, where, resource_path(resource))
 
 
-def pool_options(
-    url: str, timeout: float | None, connect_timeout: float | None, token: str | None, verify: Verify
-) -> dict[str, Any]:
-    """The options of the pooled httpx client behind a dataserve client."""
-    token = resolve_token(token)
+def _encode_all(
+    calls: Iterable[tuple[str, Any]], target: Callable[[str], bytes], return_exceptions: bool
+) -> list[tuple[str, bytes, bytes, str] | DataServeError]:
+    """Each call's resource, target, body and Content-Type; a payload that cannot be sent is refused
+    before anything is sent, or kept as its PayloadError with ``return_exceptions``."""
+    encoded: list[tuple[str, bytes, bytes, str] | DataServeError] = []
+    for resource, payload in calls:
+        try:
+            body, content_type = encode(payload)
+        except PayloadError as exc:
+            if not return_exceptions:
+                raise
+            encoded.append(exc)
+            continue
+        encoded.append((resource, target(resource), body, content_type))
+    return encoded
+
+
+def _outcome(results: list[Any], return_exceptions: bool) -> list[Any]:
+    if not return_exceptions:
+        for result in results:
+            if isinstance(result, DataServeError):
+                raise result
+    return results
+
+
+def load_verify(verify: Verify) -> bool | ssl.SSLContext:
+    """``verify`` as httpx takes it; a CA bundle's path is loaded now, to fail here if it cannot be."""
     if isinstance(verify, str | os.PathLike):
+        import ssl
+
         cafile = os.fspath(verify)
         try:
-            verify = ssl.create_default_context(cafile=cafile)
+            return ssl.create_default_context(cafile=cafile)
         except (OSError, ssl.SSLError) as exc:
             raise DataServeError(f"cannot use {cafile!r} as a CA bundle: {exc}") from None
-    return {
-        "base_url": url,
-        "timeout": httpx.Timeout(timeout, connect=connect_timeout),
-        "headers": {"authorization": authorization(token)} if token else None,
-        "verify": verify,
-        "limits": httpx.Limits(
-            max_connections=100, max_keepalive_connections=20, keepalive_expiry=KEEPALIVE_EXPIRY
-        ),
-    }
-
-
-def base_url(port: int | None, address: str) -> str:
-    """The server's base URL from the seed's ``(port, address)`` pair."""
-    if "://" not in address:
-        address = "http://" + address
-    if address.endswith(":"):
-        if port is None:
-            raise ValueError(f"address {address!r} ends in a colon: pass the port too")
-        return f"{address}{port}"
-    url = httpx.URL(address)
-    if url.port is None and port is not None:
-        url = url.copy_with(port=port)
-    return str(url).rstrip("/")
-
-
-def resource_path(resource: str) -> str:
-    """The request path for ``resource``, which gets a leading ``/`` if it has none."""
-    return resource if resource.startswith("/") else "/" + resource
-
-
-def put_request(resource: str, payload: Any) -> tuple[str, dict[str, Any]]:
-    """The path and the httpx request options of a ``send``; PayloadError for a value it cannot carry."""
-    body, content_type = encode(payload)
-    return resource_path(resource), {"content": body, "headers": {"content-type": content_type}}
-
-
-def reply_value(response: httpx.Response, resource: str) -> Any:
-    """The value a reply carries, or the typed exception its status code stands for."""
-    if response.status_code == 200:
-        return decode(response.content, response.headers.get("content-type"))
-    raise status_error(response, resource)
-
-
-def status_error(response: httpx.Response, resource: str) -> DataServeError:
-    """The exception for a reply that is not 200, with the server's message."""
-    status = response.status_code
-    try:
-        error = json.loads(response.content)
-        message = str(error["message"])
-    except (ValueError, KeyError, TypeError):
-        error, message = {}, response.text[:200] or response.reason_phrase
-    where = f"{response.request.method} {response.request.url}"
-    if status == 404:
-        return ResourceNotFound(f"{message} (404 from {where})", resource=resource)
-    if status == 500:
-        remote_type = str(error.get("exception", "Exception"))
-        return RemoteError(
-            f"the handler failed on {where}: {remote_type}: {message}",
-            remote_type=remote_type,
-            remote_message=message,
-            remote_traceback=error.get("traceback"),
-        )
-    if status in (400, 413, 415):
-        refused = "the call" if error.get("error") == "bad_resource" else "the payload"
-        return PayloadError(f"the server refused {refused}: {message} ({status} from {where})", status=status)
-    if status == 401:
-        return AuthenticationError(f"{message} (401 from {where})")
-    if status == 503:
-        return ServerUnavailable(f"the server cannot serve now: {message} (503 from {where})")
-    return DataServeError(f"unexpected {status} {response.reason_phrase} from {where}: {message}")
-
-
-def unavailable(url: str, exc: httpx.TransportError | OSError) -> ServerUnavailable:
-    """The ServerUnavailable for a transport failure, saying what to check."""
-    if "CERTIFICATE_VERIFY_FAILED" in str(exc):
-        return ServerUnavailable(
-            f"cannot verify the certificate of {url} ({exc}); give the client the CA that signed it "
-            "(verify='ca.pem', or --cafile), or check that this is the server you mean"
-        )
-    if isinstance(exc, httpx.TimeoutException | TimeoutError):
-        return ServerUnavailable(
-            f"no reply from {url} in time ({type(exc).__name__}); check that the server at {url} "
-            "is running and not overloaded, or raise the client's timeout"
-        )
-    return ServerUnavailable(
-        f"cannot reach a dataserve server at {url} ({type(exc).__name__}: {exc}); "
-        f"check that the server is running and listening at {url}"
-    )
+    return verify

@@ -12,6 +12,10 @@ The tree::
 
 from __future__ import annotations
 
+import json
+
+from ._wire import Reply
+
 __all__ = [
     "AuthenticationError",
     "DataServeError",
@@ -19,6 +23,9 @@ __all__ = [
     "RemoteError",
     "ResourceNotFound",
     "ServerUnavailable",
+    "error_body",
+    "status_error",
+    "unavailable",
 ]
 
 
@@ -70,3 +77,70 @@ class AuthenticationError(DataServeError):
 
 class ServerUnavailable(DataServeError):
     """The server could not be reached, or did not answer in time."""
+
+
+def error_body(error: str, message: str, **extra: str) -> bytes:
+    """The JSON body ``{"error": ..., "message": ...}`` that every refusal and failure carries."""
+    return json.dumps({"error": error, "message": message, **extra}, ensure_ascii=False).encode("utf-8")
+
+
+def status_error(reply: Reply, where: str, resource: str) -> DataServeError:
+    """The exception for a reply that is not 200, with the server's message.
+
+    ``where`` names the call (``"PUT http://127.0.0.1:5001/xdata"``) and ``resource`` its resource.
+    """
+    status = reply.status
+    try:
+        error = json.loads(reply.body)
+        message = str(error["message"])
+    except (ValueError, KeyError, TypeError):
+        error = {}
+        message = reply.body[:200].decode("utf-8", "replace") or reply.reason or _phrase(status)
+    if status == 404:
+        return ResourceNotFound(f"{message} (404 from {where})", resource=resource)
+    if status == 500:
+        remote_type = str(error.get("exception", "Exception"))
+        return RemoteError(
+            f"the handler failed on {where}: {remote_type}: {message}",
+            remote_type=remote_type,
+            remote_message=message,
+            remote_traceback=error.get("traceback"),
+        )
+    if status in (400, 413, 415):
+        refused = "the call" if error.get("error") == "bad_resource" else "the payload"
+        return PayloadError(f"the server refused {refused}: {message} ({status} from {where})", status=status)
+    if status == 401:
+        return AuthenticationError(f"{message} (401 from {where})")
+    if status == 503:
+        return ServerUnavailable(f"the server cannot serve now: {message} (503 from {where})")
+    return DataServeError(f"unexpected {status} {reply.reason or _phrase(status)} from {where}: {message}")
+
+
+def unavailable(where: str, exc: BaseException, *, timed_out: bool = False) -> ServerUnavailable:
+    """The ServerUnavailable for a transport failure reaching the server at ``where``, saying what to check.
+
+    ``timed_out`` says that ``exc`` is a timeout of a kind other than TimeoutError.
+    """
+    if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+        return ServerUnavailable(
+            f"cannot verify the certificate of {where} ({exc}); give the client the CA that signed it "
+            "(verify='ca.pem', or --cafile), or check that this is the server you mean"
+        )
+    if timed_out or isinstance(exc, TimeoutError):
+        return ServerUnavailable(
+            f"no reply from {where} in time ({type(exc).__name__}); check that the server at {where} "
+            "is running and not overloaded, or raise the client's timeout"
+        )
+    return ServerUnavailable(
+        f"cannot reach a dataserve server at {where} ({type(exc).__name__}: {exc}); "
+        f"check that the server is running and listening at {where}"
+    )
+
+
+def _phrase(status: int) -> str:
+    from http import HTTPStatus
+
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""

@@ -1,71 +1,78 @@
-"""A lean HTTP/1.1 keep-alive path for HTTPDataClient's calls, on the httptools parser uvicorn installs.
+"""The client's socket lane: plain-HTTP keep-alive calls over pooled sockets, TCP or Unix.
 
-httpx costs a small call some 300 us of its own; this path costs a few. It carries plain-HTTP
-calls over pooled sockets and nothing else: HTTPS, proxies and anything unusual go through
-httpx, which stays the client's foundation. It keeps httpx's rules: a pooled connection is
-dropped once idle for KEEPALIVE_EXPIRY or closed by the server, and a request is retried
-once only if it was not all sent, so that a handler never runs twice because of the client.
+httpx costs a small call some 300 us of its own; this lane costs a few. It carries plain
+HTTP over TCP or a Unix socket and nothing else: HTTPS and proxies go through httpx, which
+stays the client's foundation. It keeps httpx's rules: a pooled connection is dropped once
+idle for ``keepalive_expiry`` or closed by the server, and a request is sent again, once,
+only if it was not all sent, so that a handler never runs twice because of the client.
 """
 
 from __future__ import annotations
 
 import os
-import select
 import socket
 import threading
-import time
-import urllib.request
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 
-import httptools
+from ._http1 import Connection, request_head
+from ._wire import Reply
 
-__all__ = ["FastPath", "Reply", "eligible"]
+__all__ = ["DISABLE_ENV", "PIPELINE_BYTES", "PIPELINE_DEPTH", "FastPath", "NotSent", "Request", "eligible"]
 
 DISABLE_ENV = "DATASERVE_FAST_PATH"
 """Set to 0 to send every call through httpx."""
 
-_LARGE = 64 * 1024
-"""Bodies from this size on are sent after the head rather than copied onto it."""
+PIPELINE_DEPTH = 32
+"""The most requests ``pipeline`` sends before it reads their replies."""
+
+PIPELINE_BYTES = 64 * 1024
+"""The most request bytes ``pipeline`` sends before it reads their replies: a window that the
+kernel's buffers take in whole, so that sending it all first cannot wait on replies unread."""
+
+Request = tuple[str, bytes, bytes, "str | None"]
+"""One request to send: method, target (raw path and query), body and Content-Type."""
 
 
-def eligible(scheme: str, host: str) -> bool:
-    """Whether calls to ``scheme://host`` can take the fast path: plain HTTP, with no proxy to go through."""
-    if scheme != "http" or os.environ.get(DISABLE_ENV, "1") == "0":
+def eligible(scheme: str, host: str, *, uds: bool = False) -> bool:
+    """Whether calls to ``scheme://host`` can take this lane: plain HTTP, with no proxy to go through."""
+    if os.environ.get(DISABLE_ENV, "1") == "0":
         return False
-    proxies = urllib.request.getproxies()
-    return not (proxies.get("http") or proxies.get("all")) or urllib.request.proxy_bypass(host)
+    if uds:
+        return True
+    return scheme == "http" and not _proxied(host)
 
 
-@dataclass
-class Reply:
-    """What a server answered: status, headers (lower-case names) and body."""
-
-    status: int = 0
-    headers: dict[str, str] = field(default_factory=dict)
-    body: bytes | bytearray = b""
+class NotSent(ConnectionError):
+    """The connection failed before a request was all sent: the server cannot have handled it."""
 
 
 class FastPath:
-    """A pool of keep-alive sockets to one server, safe to share between threads."""
+    """A pool of keep-alive connections to one server, safe to share between threads.
+
+    ``address`` is ``(host, port)`` for TCP or the path of a Unix socket.
+    """
 
     def __init__(
         self,
-        host: str,
-        port: int,
+        address: tuple[str, int] | str,
         headers: dict[str, str],
         *,
         timeout: float | None,
         connect_timeout: float | None,
         keepalive_expiry: float,
     ) -> None:
-        self.address = (host, port)
+        self.address = address
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.keepalive_expiry = keepalive_expiry
-        host_header = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        if isinstance(address, str):
+            host_header = "localhost"
+        else:
+            host, port = address
+            host_header = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         lines = [f"Host: {host_header}", *(f"{name}: {value}" for name, value in headers.items())]
-        self._fixed_headers = ("\r\n".join(lines) + "\r\n").encode("latin-1")
-        self._idle: list[_Connection] = []
+        self._fixed = ("\r\n".join(lines) + "\r\n").encode("latin-1")
+        self._idle: list[Connection] = []
         self._lock = threading.Lock()
 
     def request(
@@ -77,24 +84,96 @@ class FastPath:
         timeout: float | None = None,
         connect_timeout: float | None = None,
     ) -> Reply:
-        """Send one request for ``target`` (the raw path and query) and return the reply.
+        """Send one request for ``target`` and return the reply.
 
         ``timeout`` and ``connect_timeout`` replace the pool's for this request. Raises
         OSError (TimeoutError for a timeout) if it fails. A request that was not all sent
         when its pooled connection failed is sent once more on a fresh connection; one
         that was all sent is never sent again.
         """
-        head = self._head(method, target, len(body), content_type)
-        timeout = self.timeout if timeout is None else timeout
-        connect_timeout = self.connect_timeout if connect_timeout is None else connect_timeout
+        request = (method, target, body, content_type)
+        head = request_head(method, target, self._fixed, content_type, len(body))
         connection, reused = self._connection(connect_timeout)
-        try:
-            return self._exchange(connection, head, body, timeout)
-        except _NotSent:
-            if not reused:
+        reply, keep, connection = self._exchange(connection, reused, head, request, timeout, connect_timeout)
+        self._release(connection, keep)
+        return reply
+
+    def pipeline(
+        self,
+        requests: Sequence[Request],
+        timeout: float | None = None,
+        connect_timeout: float | None = None,
+    ) -> list[Reply | OSError]:
+        """Send ``requests`` on one connection, a window of them at a time before reading their replies.
+
+        Returns, in order, a reply for each request or the OSError that ended its connection
+        before it had one. A window of one request is sent again, once, if its pooled
+        connection failed before it was all sent, as ``request`` does; no other request is
+        ever sent twice.
+        """
+        heads = [
+            request_head(method, target, self._fixed, ctype, len(body))
+            for method, target, body, ctype in requests
+        ]
+        results: list[Reply | OSError] = []
+        connection, reused = self._connection(connect_timeout)
+        keep = True
+        while len(results) < len(requests):
+            window = _window(heads, requests, len(results))
+            try:
+                if len(window) == 1:
+                    index = window[0]
+                    reply, keep, connection = self._exchange(
+                        connection, reused, heads[index], requests[index], timeout, connect_timeout
+                    )
+                    results.append(reply)
+                else:
+                    connection.sock.settimeout(self.timeout if timeout is None else timeout)
+                    _send_window(connection, heads, requests, window)
+                    for index in window:
+                        reply, keep = connection.read_reply(head_request=requests[index][0] == "HEAD")
+                        results.append(reply)
+                        if not keep:
+                            break
+            except OSError as exc:
+                connection.close()
+                return results + [exc] * (len(requests) - len(results))
+            if not keep and len(results) < len(requests):
+                connection.close()
+                if len(results) <= window[-1]:  # the server closed before answering all of the window
+                    gone = ConnectionResetError(
+                        "the server closed the connection after the reply to an earlier call"
+                    )
+                    return results + [gone] * (len(requests) - len(results))
+                connection, keep = self._connect(connect_timeout), True
+            reused = True
+        self._release(connection, keep)
+        return results
+
+    def _exchange(
+        self,
+        connection: Connection,
+        reused: bool,
+        head: bytes,
+        request: Request,
+        timeout: float | None,
+        connect_timeout: float | None,
+    ) -> tuple[Reply, bool, Connection]:
+        """One request and its reply on ``connection``, sent again on a new one if it could not be sent."""
+        timeout = self.timeout if timeout is None else timeout
+        while True:
+            try:
+                _send(connection, head, request[2], timeout)
+                reply, keep = connection.read_reply(head_request=request[0] == "HEAD")
+                return reply, keep, connection
+            except NotSent:
+                connection.close()
+                if not reused:
+                    raise
+                connection, reused = self._connect(connect_timeout), False
+            except BaseException:
+                connection.close()
                 raise
-            connection = _Connection(self.address, connect_timeout)
-            return self._exchange(connection, head, body, timeout)
 
     def close(self) -> None:
         """Close every pooled connection."""
@@ -103,137 +182,97 @@ class FastPath:
         for connection in idle:
             connection.close()
 
-    def _head(self, method: str, target: bytes, length: int, content_type: str | None) -> bytes:
-        typed = f"Content-Type: {content_type}\r\n".encode("latin-1") if content_type else b""
-        return b"%s %s HTTP/1.1\r\n%s%sContent-Length: %d\r\n\r\n" % (
-            method.encode("ascii"),
-            target,
-            self._fixed_headers,
-            typed,
-            length,
-        )
-
-    def _connection(self, connect_timeout: float | None) -> tuple[_Connection, bool]:
+    def _connection(self, connect_timeout: float | None) -> tuple[Connection, bool]:
         """A pooled connection still fit for use, or a new one; and whether it was pooled."""
         while True:
             with self._lock:
                 connection = self._idle.pop() if self._idle else None
             if connection is None:
-                return _Connection(self.address, connect_timeout), False
+                return self._connect(connect_timeout), False
             if connection.fit(self.keepalive_expiry):
                 return connection, True
             connection.close()
 
-    def _exchange(self, connection: _Connection, head: bytes, body: bytes, timeout: float | None) -> Reply:
-        try:
-            reply, keep = connection.exchange(head, body, timeout)
-        except BaseException:
-            connection.close()
-            raise
-        if keep:
+    def _connect(self, connect_timeout: float | None) -> Connection:
+        timeout = self.connect_timeout if connect_timeout is None else connect_timeout
+        if isinstance(self.address, str):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.settimeout(timeout)
+                sock.connect(self.address)
+            except BaseException:
+                sock.close()
+                raise
+        else:
+            sock = socket.create_connection(self.address, timeout=timeout)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return Connection(sock)
+
+    def _release(self, connection: Connection, keep: bool) -> None:
+        if keep and not connection.has_unread:
             with self._lock:
                 self._idle.append(connection)
         else:
             connection.close()
-        return reply
 
 
-class _NotSent(ConnectionError):
-    """The connection failed before the whole request was sent: the server cannot have handled it."""
+def _send(connection: Connection, head: bytes, body: bytes, timeout: float | None) -> None:
+    """Send one request; NotSent if the connection fails before all of it is sent."""
+    try:
+        connection.sock.settimeout(timeout)
+        connection.send(head, body)
+    except TimeoutError:
+        raise
+    except OSError as exc:
+        raise NotSent(f"the connection failed while sending: {exc}") from exc
 
 
-class _Connection:
-    """One keep-alive socket, and the parsing of the replies that come over it."""
-
-    def __init__(self, address: tuple[str, int], connect_timeout: float | None) -> None:
-        self.sock = socket.create_connection(address, timeout=connect_timeout)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.last_used = time.monotonic()
-
-    def fit(self, keepalive_expiry: float) -> bool:
-        """Whether the connection can carry another request: not idle too long, not closed by the server."""
-        if time.monotonic() - self.last_used > keepalive_expiry:
-            return False
-        try:
-            readable, _, _ = select.select([self.sock], [], [], 0)
-        except (OSError, ValueError):
-            return False
-        return not readable  # Between replies, something to read means the server closed it.
-
-    def exchange(self, head: bytes, body: bytes, timeout: float | None) -> tuple[Reply, bool]:
-        """Send a request and read its reply; also whether the connection stays open."""
-        try:
-            self.sock.settimeout(timeout)
-            if len(body) < _LARGE:
-                self.sock.sendall(head + body)
-            else:
-                self.sock.sendall(head)
-                self.sock.sendall(body)
-        except TimeoutError:
-            raise
-        except OSError as exc:
-            raise _NotSent(f"the connection failed while sending: {exc}") from exc
-        reply = _ReplyReader()
-        parser = reply.parser = httptools.HttpResponseParser(reply)
-        while not reply.complete:
-            data = self.sock.recv(1 << 20)
-            if not data:
-                raise ConnectionResetError("the server closed the connection before it replied")
-            try:
-                parser.feed_data(data)
-            except httptools.HttpParserError as exc:
-                raise ConnectionError(f"the server's reply is not valid HTTP: {exc}") from None
-            if reply.length is not None and reply.length >= _LARGE and not reply.complete:
-                self._read_rest(reply)
-        self.last_used = time.monotonic()
-        return reply.reply, reply.keep_alive
-
-    def _read_rest(self, reply: _ReplyReader) -> None:
-        """Read the rest of a large body straight into one buffer, past the parser and its copies."""
-        assert reply.length is not None
-        body = bytearray(reply.length)
-        view = memoryview(body)
-        done = 0
-        for chunk in reply.chunks:
-            view[done : done + len(chunk)] = chunk
-            done += len(chunk)
-        while done < reply.length:
-            count = self.sock.recv_into(view[done:])
-            if not count:
-                raise ConnectionResetError("the server closed the connection in the middle of its reply")
-            done += count
-        reply.reply.body = body
-        reply.complete = True
-
-    def close(self) -> None:
-        self.sock.close()
+def _window(heads: list[bytes], requests: Sequence[Request], first: int) -> list[int]:
+    """The indexes of the requests to send next, from ``first``: at least one, at most a window."""
+    window = [first]
+    size = len(heads[first]) + len(requests[first][2])
+    for index in range(first + 1, min(len(requests), first + PIPELINE_DEPTH)):
+        size += len(heads[index]) + len(requests[index][2])
+        if size > PIPELINE_BYTES:
+            break
+        window.append(index)
+    return window
 
 
-class _ReplyReader:
-    """httptools' callbacks, gathering one reply."""
+def _send_window(
+    connection: Connection, heads: list[bytes], requests: Sequence[Request], window: list[int]
+) -> None:
+    # Sent whole: a failure may come after some of the window's requests were all sent, so it is
+    # never taken for NotSent.
+    connection.sock.sendall(b"".join(part for index in window for part in (heads[index], requests[index][2])))
 
-    def __init__(self) -> None:
-        self.parser: httptools.HttpResponseParser | None = None
-        self.reply = Reply()
-        self.chunks: list[bytes] = []
-        self.length: int | None = None
-        self.keep_alive = False
-        self.complete = False
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.reply.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+def _proxied(host: str) -> bool:
+    """Whether the environment sends plain-HTTP requests to ``host`` through a proxy, as httpx reads it.
 
-    def on_headers_complete(self) -> None:
-        # The parser knows these only until the message is complete.
-        assert self.parser is not None
-        self.reply.status = self.parser.get_status_code()
-        self.keep_alive = self.parser.should_keep_alive()
-        length = self.reply.headers.get("content-length", "")
-        self.length = int(length) if length.isdigit() else None
+    On Linux that is only the environment (``http_proxy``, ``all_proxy``, ``no_proxy``, any
+    case), read here without importing urllib.request; elsewhere urllib.request also reads
+    the system's settings, so it is asked.
+    """
+    import sys
 
-    def on_body(self, body: bytes) -> None:
-        self.chunks.append(body)
+    if sys.platform in ("darwin", "win32"):
+        import urllib.request
 
-    def on_message_complete(self) -> None:
-        self.reply.body = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
-        self.complete = True
+        proxies = urllib.request.getproxies()
+        return bool(proxies.get("http") or proxies.get("all")) and not urllib.request.proxy_bypass(host)
+    names = {name.lower(): value for name, value in os.environ.items() if name.lower().endswith("_proxy")}
+    if not (names.get("http_proxy") or names.get("all_proxy")):
+        return False
+    return not _bypassed(host, names.get("no_proxy", ""))
+
+
+def _bypassed(host: str, no_proxy: str) -> bool:
+    """Whether ``no_proxy`` exempts ``host``, as urllib.request.proxy_bypass_environment decides."""
+    if no_proxy == "*":
+        return True
+    host = host.lower()
+    for name in (part.strip().lower().lstrip(".") for part in no_proxy.split(",")):
+        if name and (host == name or host.endswith("." + name)):
+            return True
+    return False

@@ -10,8 +10,13 @@ from typing import Any, TextIO
 
 import httpx
 
-from ._client import Verify, pool_options, resource_path, status_error, unavailable
+from ._client import load_verify
 from ._codec import decode
+from ._errors import status_error, unavailable
+from ._httpx import Verify, make_client
+from ._token import authorization, resolve_token
+from ._url import Address, request_target, resource_path
+from ._wire import Reply
 
 __all__ = ["THRESHOLD", "Progress", "call"]
 
@@ -37,26 +42,35 @@ def call(
     timeout: float | None,
     token: str | None = None,
     verify: Verify = True,
+    uds: str | None = None,
 ) -> Any:
     """Send ``body`` to ``resource`` at ``url`` and return the reply, as ``HTTPDataClient.send`` does.
 
     Uploads and downloads above THRESHOLD draw a progress bar on stderr if it is a terminal.
+    With ``uds`` the call goes over that Unix socket.
     """
-    path = resource_path(resource)
-    headers = {"content-type": content_type, "content-length": str(len(body))}
+    address = Address(url)
+    target = request_target(address.path, resource).decode("ascii")
+    origin = url[: len(url) - len(address.path)]
+    server = url if uds is None else f"the Unix socket {uds}"
+    token = resolve_token(token)
+    headers = {"authorization": authorization(token)} if token else {}
     upload = Progress("upload", len(body), sys.stderr)
+    sent = {"content-type": content_type, "content-length": str(len(body))}
     try:
         with (
             upload,
-            httpx.Client(**pool_options(url, timeout, timeout, token, verify)) as http,
-            http.stream("PUT", path, content=chunks(body, upload), headers=headers) as response,
+            make_client(timeout, timeout, headers, load_verify(verify), uds) as http,
+            http.stream("PUT", origin + target, content=chunks(body, upload), headers=sent) as response,
         ):
-            if response.status_code != 200:
-                response.read()
-                raise status_error(response, path)
             content = _download(response)
     except httpx.TransportError as exc:
-        raise unavailable(url, exc) from exc
+        raise unavailable(server, exc, timed_out=isinstance(exc, httpx.TimeoutException)) from exc
+    headers = {name.lower(): value for name, value in response.headers.items()}
+    reply = Reply(response.status_code, headers, content, response.reason_phrase)
+    if reply.status != 200:
+        where = f"PUT {origin}{target}" + ("" if uds is None else f" on {server}")
+        raise status_error(reply, where, resource_path(resource))
     return decode(content, response.headers.get("content-type"))
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import os
 
 __all__ = ["TOKEN_ENV", "authorization", "refusal", "resolve_token"]
@@ -31,6 +30,8 @@ def refusal(header: str | None, token: str) -> str | None:
             "this server needs a token: send the header 'Authorization: Bearer <token>' "
             f"(HTTPDataClient(token=...) or ${TOKEN_ENV} does)"
         )
+    import hmac
+
     # Compared in constant time, so the time taken tells nothing about the token.
     if not hmac.compare_digest(given.strip().encode(), token.encode()):
         return f"the token is wrong: use the server's token (token=... or ${TOKEN_ENV})"

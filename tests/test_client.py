@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
 import socket
 import ssl
@@ -32,7 +33,9 @@ from dataserve import (
     RunningServer,
     ServerUnavailable,
 )
-from dataserve._client import base_url, reply_value
+from dataserve._client import reply_value
+from dataserve._url import base_url
+from dataserve._wire import Reply
 from tests.conftest import AsyncEchoHandler, EchoHandler, free_port, start_script, wait_for
 from tests.test_codec import json_values, same
 
@@ -51,7 +54,7 @@ def idle_connections(client: HTTPDataClient) -> list[Any]:
     """The client's pooled connections, on whichever path it takes."""
     if client._fast is not None:
         return list(client._fast._idle)
-    return list(client._http._transport._pool.connections)  # type: ignore[attr-defined]
+    return list(client._httpx()._transport._pool.connections)  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(
@@ -141,21 +144,26 @@ def test_unencodable_payload_is_refused_before_sending(client: HTTPDataClient) -
     assert client.send("/calls") == before + 1
 
 
+WHERE = "PUT http://127.0.0.1:1/r"
+"""The call a reply made up by a test answers."""
+
+
+def json_reply(status: int, body: Any) -> Reply:
+    return Reply(status, {"content-type": "application/json"}, json.dumps(body).encode())
+
+
 def test_server_side_decode_failures_map_to_payload_error() -> None:
-    request = httpx.Request("PUT", "http://127.0.0.1:1/r")
     for status in (400, 413, 415):
         body = {"error": "bad_payload", "message": "nope"}
-        response = httpx.Response(status, json=body, request=request)
         with pytest.raises(PayloadError, match="the server refused the payload: nope") as info:
-            reply_value(response, "/r")
+            reply_value(json_reply(status, body), WHERE, "/r")
         assert info.value.status == status
 
 
 def test_unexpected_status_raises_dataserve_error() -> None:
-    request = httpx.Request("PUT", "http://127.0.0.1:1/r")
-    response = httpx.Response(502, text="Bad Gateway", request=request)
+    reply = Reply(502, {"content-type": "text/plain"}, b"Bad Gateway", "Bad Gateway")
     with pytest.raises(dataserve.DataServeError, match="unexpected 502"):
-        reply_value(response, "/r")
+        reply_value(reply, WHERE, "/r")
 
 
 def test_unreachable_server_raises_server_unavailable_naming_url() -> None:
@@ -214,7 +222,7 @@ def test_closed_client_cannot_send(server: RunningServer) -> None:
 def test_context_manager_closes_client(server: RunningServer) -> None:
     with HTTPDataClient(server.port, "http://127.0.0.1:") as client:
         client.send("/r", 1)
-    assert client._http.is_closed
+    assert client.is_closed
 
 
 def test_repr_shows_base_url() -> None:
@@ -537,7 +545,7 @@ async def test_async_closed_client_cannot_send(server: RunningServer) -> None:
 async def test_async_with_closes_client_also_on_error(server: RunningServer) -> None:
     async with AsyncHTTPDataClient(server.port, "http://127.0.0.1:") as client:
         assert await client.send("/r", 1) == 1
-    assert client._http.is_closed
+    assert client.is_closed
     with pytest.raises(RemoteError):
         async with AsyncHTTPDataClient(server.port, "http://127.0.0.1:") as failing:
             await failing.send("/fail", 1)
@@ -672,13 +680,12 @@ async def test_async_client_carries_its_token(guarded_server: RunningServer) -> 
 
 
 def test_503_raises_server_unavailable_with_the_servers_message() -> None:
-    request = httpx.Request("PUT", "http://127.0.0.1:1/r")
     body = {
         "error": "unavailable",
         "message": "MyHandler.setup() failed (OSError: x); the server is stopping",
     }
     with pytest.raises(ServerUnavailable, match=r"cannot serve now: MyHandler\.setup\(\) failed"):
-        reply_value(httpx.Response(503, json=body, request=request), "/r")
+        reply_value(json_reply(503, body), WHERE, "/r")
 
 
 @pytest.fixture(scope="module")
@@ -728,7 +735,7 @@ async def test_async_per_call_timeout_replaces_the_clients(async_client: AsyncHT
 
 def test_connect_timeout_is_separate_from_the_call_timeout() -> None:
     with HTTPDataClient(5001, timeout=120, connect_timeout=2) as client:
-        assert (client._http.timeout.connect, client._http.timeout.read) == (2, 120)
+        assert (client._httpx().timeout.connect, client._httpx().timeout.read) == (2, 120)
         if client._fast is not None:
             assert (client._fast.connect_timeout, client._fast.timeout) == (2, 120)
 
@@ -958,7 +965,7 @@ def test_per_call_connect_timeout_replaces_the_clients(
             return httpx.Response(200, json=request.extensions["timeout"])
 
         client._http = httpx.Client(
-            base_url=client.base_url, timeout=client._http.timeout, transport=httpx.MockTransport(capture)
+            base_url=client.base_url, timeout=client._httpx().timeout, transport=httpx.MockTransport(capture)
         )
         timeouts = client.send("/r", 1, connect_timeout=0.5)
         assert (timeouts["connect"], timeouts["read"]) == (0.5, 120)
