@@ -81,7 +81,8 @@ class ServerUnavailable(DataServeError):
 
 def error_body(error: str, message: str, **extra: str) -> bytes:
     """The JSON body ``{"error": ..., "message": ...}`` that every refusal and failure carries."""
-    return json.dumps({"error": error, "message": message, **extra}, ensure_ascii=False).encode("utf-8")
+    body = {"error": error, "message": message, **extra}
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 def status_error(reply: Reply, where: str, resource: str) -> DataServeError:
