@@ -9,6 +9,7 @@ made as calls first need them, up to ``count``, and take calls in the order they
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
@@ -87,9 +88,7 @@ class HandlerThreads:
             except BaseException:
                 logger.exception("a dataserve handler thread failed")
             else:
-                try:
+                with contextlib.suppress(RuntimeError):  # a closed loop: nobody is left to answer
                     loop.call_soon_threadsafe(done, result)
-                except RuntimeError:  # the event loop has closed: nobody is left to answer
-                    pass
             with self._lock:
                 self._idle += 1
