@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import copy
 import importlib
@@ -35,6 +36,9 @@ Handler: TypeAlias = type[HTTPDataHandler] | HTTPDataHandler | str
 
 _STOP_TIMEOUT = 10.0
 """Seconds to wait for a server that failed to start to wind down."""
+
+DIRECT_LANE_ENV = "DATASERVE_DIRECT_LANE"
+"""Set to 0 to serve every call through uvicorn's own protocol and the ASGI app."""
 
 _WORKER_ENV = "DATASERVE_WORKER"
 """Where a worker process finds what to serve: its parent sets it before starting workers."""
@@ -252,8 +256,18 @@ class _ServerOptions:
             ssl_keyfile=self.ssl_keyfile,
             timeout_keep_alive=self.keep_alive_timeout,
             timeout_graceful_shutdown=self.shutdown_timeout,
+            http=_protocol_class(),
             **extra,
         )
+
+
+def _protocol_class() -> type[asyncio.Protocol] | str:
+    """dataserve's protocol, with its direct lane for plain calls; uvicorn's own if that is turned off."""
+    if os.environ.get(DIRECT_LANE_ENV, "1") == "0":
+        return "httptools"
+    from ._protocol import DataProtocol
+
+    return DataProtocol
 
 
 def _uvicorn_server(

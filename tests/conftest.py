@@ -22,6 +22,7 @@ from hypothesis import settings
 from starlette.types import ASGIApp
 
 import dataserve
+from dataserve._server import DIRECT_LANE_ENV
 
 # Property tests are bounded by example counts, never by the wall clock of a busy machine.
 settings.register_profile("dataserve", deadline=None)
@@ -94,8 +95,17 @@ class AsyncEchoHandler(dataserve.HTTPDataHandler):
         return payload
 
 
+@pytest.fixture(scope="module", params=["direct lane", "uvicorn lane"])
+def server_lane(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Each module that uses it runs twice: its servers answering plain calls on dataserve's own
+    protocol (the direct lane), then on uvicorn's protocol and the ASGI app alone."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(DIRECT_LANE_ENV, "1" if request.param == "direct lane" else "0")
+        yield str(request.param)
+
+
 @pytest.fixture(scope="module")
-def server() -> Iterator[dataserve.RunningServer]:
+def server(server_lane: str) -> Iterator[dataserve.RunningServer]:
     """A real server of EchoHandler on 127.0.0.1, shared by the tests of one module."""
     with dataserve.serve(EchoHandler, port=0) as running:
         yield running

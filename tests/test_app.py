@@ -18,7 +18,7 @@ from dataserve import HTTPDataClient, HTTPDataHandler, create_app
 from dataserve._app import DEFAULT_MAX_BODY_SIZE
 from tests.conftest import AsyncEchoHandler, EchoHandler
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("server_lane")]
 
 
 def app_client_for(handler: Any, **options: Any) -> httpx.AsyncClient:

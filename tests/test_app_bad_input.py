@@ -26,6 +26,8 @@ from dataserve._app import MAX_HEADER_BYTES
 from tests.conftest import EchoHandler
 from tests.test_codec import json_values
 
+pytestmark = pytest.mark.usefixtures("server_lane")
+
 TIMEOUT = 10.0
 """Seconds a socket waits for the server: only a hang comes near it."""
 

@@ -25,6 +25,8 @@ from dataserve._cli import main, show
 from dataserve._progress import THRESHOLD, Progress, size
 from tests.conftest import EchoHandler, free_port, worker_pids
 
+pytestmark = pytest.mark.usefixtures("server_lane")
+
 ROOT = Path(__file__).parent.parent
 SCRIPT = Path(sys.executable).parent / "dataserve"
 TIMEOUT = 60.0

@@ -39,6 +39,8 @@ from dataserve._wire import Reply
 from tests.conftest import AsyncEchoHandler, EchoHandler, free_port, start_script, wait_for
 from tests.test_codec import json_values, same
 
+pytestmark = pytest.mark.usefixtures("server_lane")
+
 MiB = 2**20
 network = settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -791,6 +793,7 @@ def test_connection_the_server_closed_while_idle_is_replaced_without_error() -> 
 RESTARTABLE_SCRIPT = """
 import sys, time
 from dataserve import HTTPDataHandler, run_http_server
+
 
 class Echo(HTTPDataHandler):
     def handle_request(self, resource, payload):

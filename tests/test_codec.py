@@ -559,7 +559,7 @@ class ArrayHandler(HTTPDataHandler):
 
 
 @pytest.fixture(scope="module")
-def array_server() -> Iterator[RunningServer]:
+def array_server(server_lane: str) -> Iterator[RunningServer]:
     with serve(ArrayHandler, port=0) as running:
         yield running
 
@@ -655,6 +655,7 @@ _SERVER_WITHOUT_NUMPY = """
 import sys
 sys.modules["numpy"] = None  # import numpy raises ImportError, as if it were not installed
 from dataserve import HTTPDataHandler, serve
+
 
 class Echo(HTTPDataHandler):
     def handle_request(self, resource, payload):

@@ -20,6 +20,8 @@ import dataserve
 from dataserve import DataApp, DataServeError, HTTPDataClient
 from tests.conftest import free_port, serve_app, start_script, wait_for
 
+pytestmark = pytest.mark.usefixtures("server_lane")
+
 
 class Recorder(dataserve.HTTPDataHandler):
     """Writes down its setup, teardown and calls, in order."""
@@ -146,6 +148,7 @@ def test_health_answers_503_while_setup_runs_then_200(tmp_path: Path) -> None:
 
 FAILING_SETUP_SCRIPT = """
 from dataserve import HTTPDataHandler, run_http_server
+
 
 class Broken(HTTPDataHandler):
     def setup(self):

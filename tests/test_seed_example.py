@@ -8,7 +8,11 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import free_port
+
+pytestmark = pytest.mark.usefixtures("server_lane")
 
 SERVER_FILE = """
 from dataserve import HTTPDataHandler, run_http_server

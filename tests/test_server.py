@@ -25,6 +25,8 @@ from dataserve import DataServeError, HTTPDataClient, ServerUnavailable
 from dataserve._server import import_handler
 from tests.conftest import EchoHandler, free_port, start_script, wait_for, worker_pids
 
+pytestmark = pytest.mark.usefixtures("server_lane")
+
 SERVER_SCRIPT = """
 import sys
 from dataserve import HTTPDataHandler, run_http_server
@@ -374,6 +376,7 @@ def test_serve_with_a_certificate_speaks_https(tls_files: dict[str, Path]) -> No
 IN_FLIGHT_SCRIPT = """
 import sys, time
 from dataserve import HTTPDataHandler, run_http_server
+
 
 class Slow(HTTPDataHandler):
     def handle_request(self, resource, payload):

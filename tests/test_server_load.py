@@ -33,6 +33,8 @@ import pytest
 from dataserve import AsyncHTTPDataClient, HTTPDataClient, ServerUnavailable
 from tests.conftest import wait_for
 
+pytestmark = pytest.mark.usefixtures("server_lane")
+
 ROOT = Path(__file__).parent.parent
 HANDLER = "tests.load_handlers:LoadHandler"
 THREADS = 16

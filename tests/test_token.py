@@ -12,6 +12,8 @@ from dataserve._server import _warn_if_open
 from dataserve._token import TOKEN_ENV, authorization, refusal, resolve_token
 from tests.conftest import EchoHandler
 
+pytestmark = pytest.mark.usefixtures("server_lane")
+
 TOKEN = "s3cret-token"
 
 
