@@ -79,11 +79,17 @@ def _parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     serve_parser.add_argument(
         "--host", default="127.0.0.1", help="the address to listen on (default %(default)s)"
     )
-    serve_parser.add_argument(
+    listen = serve_parser.add_mutually_exclusive_group()
+    listen.add_argument(
         "--port",
         type=_port,
         default=DEFAULT_PORT,
         help="the port to listen on; 0 picks a free one (default %(default)s)",
+    )
+    listen.add_argument(
+        "--uds",
+        metavar="PATH",
+        help="listen on this Unix socket instead of a port, for the processes of this machine (mode 0600)",
     )
     serve_parser.add_argument(
         "--workers",
@@ -138,6 +144,7 @@ def _parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     where = send_parser.add_mutually_exclusive_group()
     where.add_argument("--port", type=_port, help=f"call http://localhost:PORT (default {DEFAULT_PORT})")
     where.add_argument("--url", help="call the server at this base URL, such as http://10.0.0.2:5001")
+    where.add_argument("--uds", metavar="PATH", help="call the server listening on this Unix socket")
     kind = send_parser.add_mutually_exclusive_group()
     kind.add_argument("--json", action="store_true", help="send VALUE as JSON; it must be valid JSON")
     kind.add_argument("--text", action="store_true", help="send VALUE as text, even if it is valid JSON")
@@ -208,9 +215,10 @@ def serve_command(args: argparse.Namespace) -> int:
     if (args.ssl_certfile is None) != (args.ssl_keyfile is None):
         raise UsageError("give --ssl-certfile and --ssl-keyfile together")
     run_http_server(
-        args.port,
+        None if args.uds is not None else args.port,
         args.handler,
         host=args.host,
+        uds=args.uds,
         debug=args.debug,
         log_level=args.log_level,
         max_concurrency=args.max_concurrency,
@@ -226,17 +234,25 @@ def serve_command(args: argparse.Namespace) -> int:
 def send_command(args: argparse.Namespace) -> int:
     """Send the payload the arguments give, and print or save the reply."""
     try:
-        url = (
-            base_url(DEFAULT_PORT if args.port is None else args.port, "http://localhost:")
-            if args.url is None
-            else base_url(None, args.url)
-        )
+        if args.uds is not None:
+            url = "http://localhost"
+        elif args.url is None:
+            url = base_url(DEFAULT_PORT if args.port is None else args.port, "http://localhost:")
+        else:
+            url = base_url(None, args.url)
     except ValueError as exc:
         raise UsageError(f"argument --url: {exc}") from None
     body, content_type = encode(_payload(args))
     verify = False if args.insecure else args.cafile or True
     reply = call(
-        url, args.resource, body, content_type, timeout=args.timeout, token=args.token, verify=verify
+        url,
+        args.resource,
+        body,
+        content_type,
+        timeout=args.timeout,
+        token=args.token,
+        verify=verify,
+        uds=args.uds,
     )
     show(reply, args.output)
     return 0

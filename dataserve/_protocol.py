@@ -126,7 +126,12 @@ class DataProtocol(HttpToolsProtocol, asyncio.BufferedProtocol):
         """The direct call of the request whose headers were just parsed, or None for uvicorn to take it."""
         core = self.core
         parser = self.parser
-        if core is None or self.expect_100_continue or parser.get_method() != b"PUT" or parser.should_upgrade():
+        if (
+            core is None
+            or self.expect_100_continue
+            or parser.get_method() != b"PUT"
+            or parser.should_upgrade()
+        ):
             return None
         length = 0
         content_type = None
@@ -152,8 +157,8 @@ class DataProtocol(HttpToolsProtocol, asyncio.BufferedProtocol):
     def write_reply(self, reply: Reply, keep_alive: bool) -> None:
         """Write ``reply`` as an HTTP/1.1 response, head and body together."""
         head = [STATUS_LINE[reply.status]]
-        for name, value in self.server_state.default_headers:
-            head += [name, b": ", value, b"\r\n"]
+        for default, given in self.server_state.default_headers:
+            head += [default, b": ", given, b"\r\n"]
         for name, value in reply.headers.items():
             head.append(f"{name}: {value}\r\n".encode("latin-1"))
         head.append(b"content-length: %d\r\n" % len(reply.body))

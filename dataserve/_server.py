@@ -6,13 +6,11 @@ import asyncio
 import contextlib
 import copy
 import importlib
-import ipaddress
 import json
 import os
 import signal
 import socket
 import ssl
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -27,6 +25,7 @@ from ._app import DEFAULT_MAX_BODY_SIZE, DataApp, create_app
 from ._errors import DataServeError
 from ._handler import HTTPDataHandler
 from ._lifecycle import STARTUP_FAILURE, State
+from ._listen import listen, url, warn_if_open
 from ._token import resolve_token
 
 __all__ = ["RunningServer", "import_handler", "run_http_server", "serve"]
@@ -45,10 +44,11 @@ _WORKER_ENV = "DATASERVE_WORKER"
 
 
 def run_http_server(
-    port: int,
+    port: int | None,
     data_handler: Handler,
     *,
     host: str = "127.0.0.1",
+    uds: str | os.PathLike[str] | None = None,
     token: str | None = None,
     max_concurrency: int = 1,
     workers: int = 1,
@@ -63,7 +63,9 @@ def run_http_server(
     """Serve ``data_handler`` on ``host:port`` until Ctrl-C or SIGTERM, then return.
 
     Port 0 picks a free port; the line printed at start shows the real one. The port is
-    taken before the handler is made, so a port in use fails at once. The default host
+    taken before the handler is made, so a port in use fails at once. With ``uds`` (and
+    ``port`` None) the server listens on that Unix socket instead, for the processes of this
+    machine: its file is made mode 0600 and removed on exit. The default host
     serves this machine only: pass ``host="0.0.0.0"`` to serve other machines, with a
     ``token`` (or ``$DATASERVE_TOKEN``) that callers must send, and TLS from
     ``ssl_certfile`` and ``ssl_keyfile``. With ``workers`` above 1, that many processes
@@ -82,21 +84,18 @@ def run_http_server(
     app_options = _AppOptions(debug, max_concurrency, resolve_token(token), max_body_size)
     options = _ServerOptions(log_level, ssl_certfile, ssl_keyfile, keep_alive_timeout, shutdown_timeout)
     name = _name(data_handler)
-    with _bind(host, port) as sock:
-        url = _url(host, sock.getsockname()[1], options.tls)
-        _warn_if_open(host, app_options.token)
+    with listen(host, port, uds, options.tls) as listening:
+        warn_if_open(host, app_options.token, listening.uds)
         if workers > 1:
             assert isinstance(data_handler, str)
-            print(
-                f"dataserve: serving {name} on {url} with {workers} workers (press Ctrl-C to stop)",
-                flush=True,
-            )
-            _run_workers(data_handler, sock, workers, app_options, options)
+            where = f"{listening.where} with {workers} workers"
+            print(f"dataserve: serving {name} on {where} (press Ctrl-C to stop)", flush=True)
+            _run_workers(data_handler, listening.sock, workers, app_options, options)
         else:
             server, app = _uvicorn_server(data_handler, app_options, options)
-            print(f"dataserve: serving {name} on {url} (press Ctrl-C to stop)", flush=True)
+            print(f"dataserve: serving {name} on {listening.where} (press Ctrl-C to stop)", flush=True)
             with _signals_interrupt(), contextlib.suppress(KeyboardInterrupt):
-                server.run(sockets=[sock])
+                server.run(sockets=[listening.sock])
             _raise_if_failed(app)
     print("dataserve: stopped", flush=True)
 
@@ -139,24 +138,29 @@ def worker_app() -> DataApp:
 
 @dataclass(frozen=True)
 class RunningServer:
-    """Where a server started by ``serve()`` listens."""
+    """Where a server started by ``serve()`` listens: a host and port, or a Unix socket (``uds``)."""
 
     host: str
     port: int
     tls: bool = False
+    uds: str | None = None
 
     @property
     def url(self) -> str:
-        """The base URL a client reaches the server at, such as ``http://127.0.0.1:5001``."""
-        return _url(self.host, self.port, self.tls)
+        """The base URL a client reaches the server at, such as ``http://127.0.0.1:5001``.
+
+        Over a Unix socket it is ``http://localhost``: reach it with ``HTTPDataClient(uds=server.uds)``.
+        """
+        return url(self.host, self.port, self.tls, self.uds)
 
 
 @contextlib.contextmanager
 def serve(
     data_handler: Handler,
     *,
-    port: int = 0,
+    port: int | None = 0,
     host: str = "127.0.0.1",
+    uds: str | os.PathLike[str] | None = None,
     token: str | None = None,
     max_concurrency: int = 1,
     max_body_size: int | None = DEFAULT_MAX_BODY_SIZE,
@@ -172,17 +176,18 @@ def serve(
 
     Returns once the server accepts connections and the handler's ``setup()`` has
     finished, and stops it on exit: for tests, notebooks and scripts that serve and query
-    in one process. Raises DataServeError if the port is taken, ``setup()`` fails, or the
+    in one process. With ``uds`` it listens on that Unix socket instead of a port. Raises
+    DataServeError if the port is taken, ``setup()`` fails, or the
     server is not ready within ``startup_timeout`` seconds. The other options are those of
     ``run_http_server``.
     """
     app_options = _AppOptions(debug, max_concurrency, resolve_token(token), max_body_size)
     options = _ServerOptions(log_level, ssl_certfile, ssl_keyfile, keep_alive_timeout, shutdown_timeout)
-    with _bind(host, port) as sock:
-        _warn_if_open(host, app_options.token)
+    with listen(host, None if uds is not None and port == 0 else port, uds, options.tls) as listening:
+        warn_if_open(host, app_options.token, listening.uds)
         server, app = _uvicorn_server(data_handler, app_options, options)
         thread = threading.Thread(
-            target=server.run, kwargs={"sockets": [sock]}, name="dataserve", daemon=True
+            target=server.run, kwargs={"sockets": [listening.sock]}, name="dataserve", daemon=True
         )
         thread.start()
         deadline = time.monotonic() + startup_timeout
@@ -199,7 +204,7 @@ def serve(
                 "see the log above"
             )
         try:
-            yield RunningServer(host, sock.getsockname()[1], options.tls)
+            yield RunningServer(listening.host, listening.port, options.tls, listening.uds)
         finally:
             server.should_exit = True
             thread.join()
@@ -298,45 +303,12 @@ def _run_workers(
         raise DataServeError(f"a worker serving {target} failed to start; see the log above")
 
 
-def _warn_if_open(host: str, token: str | None) -> None:
-    """Say so when anyone on the network may call the handler."""
-    if token is None and not _is_loopback(host):
-        print(
-            f"dataserve: warning: serving on {host} without a token: anyone who can reach this port "
-            "can call the handler; pass token=... (or --token, or set $DATASERVE_TOKEN)",
-            file=sys.stderr,
-            flush=True,
-        )
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _raise_if_failed(app: DataApp) -> None:
     error = app.lifecycle.error
     if error is not None:
         raise DataServeError(
             f"{app.lifecycle.name}.setup() failed ({type(error).__name__}: {error}); the server did not start"
         ) from error
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    try:
-        return socket.create_server((host, port), family=family)
-    except OSError as exc:
-        raise DataServeError(f"cannot listen on {host}:{port}: {exc.strerror}; choose another port") from None
-
-
-def _url(host: str, port: int, tls: bool) -> str:
-    scheme = "https" if tls else "http"
-    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
 
 def _name(data_handler: object) -> str:

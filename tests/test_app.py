@@ -279,7 +279,7 @@ OCTETS = {"content-type": "application/octet-stream"}
 
 
 @pytest.fixture(scope="module")
-def small_limit() -> Iterator[dataserve.RunningServer]:
+def small_limit(server_lane: str) -> Iterator[dataserve.RunningServer]:
     with dataserve.serve(EchoHandler, max_body_size=1024) as server:
         yield server
 

@@ -306,7 +306,7 @@ def test_wrong_arguments_print_usage_and_one_error_and_exit_2(
 
 
 @pytest.fixture(scope="module")
-def guarded() -> Iterator[dataserve.RunningServer]:
+def guarded(server_lane: str) -> Iterator[dataserve.RunningServer]:
     """A real server of EchoHandler that answers only calls carrying TOKEN."""
     with dataserve.serve(EchoHandler, port=0, token=TOKEN) as running:
         yield running
@@ -326,7 +326,7 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def https_server(tls_files: dict[str, Path]) -> Iterator[dataserve.RunningServer]:
+def https_server(server_lane: str, tls_files: dict[str, Path]) -> Iterator[dataserve.RunningServer]:
     """A real HTTPS server of EchoHandler, with the certificate of ``tls_files``."""
     with dataserve.serve(
         EchoHandler, port=0, ssl_certfile=tls_files["cert"], ssl_keyfile=tls_files["key"]

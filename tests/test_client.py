@@ -245,6 +245,103 @@ def test_threads_sharing_one_client_get_their_own_replies(client: HTTPDataClient
     assert replies == {index: {"index": index} for index in range(16)}
 
 
+def test_send_many_returns_each_reply_in_order_and_runs_each_call_once_in_order(
+    client: HTTPDataClient,
+) -> None:
+    before = client.send("/calls")
+    replies = client.send_many(
+        [("/calls", None)] * 40 + [("/r", "text"), ("/r", b"\x00\x01"), ("/r", {"a": [1]})]
+    )
+    assert replies[:40] == list(range(before + 1, before + 41))
+    assert replies[40:] == ["text", b"\x00\x01", {"a": [1]}]
+    assert client.send("/calls") == before + 44
+    assert len(idle_connections(client)) == 1
+
+
+def test_send_many_reads_every_reply_past_a_failure_and_raises_the_first(client: HTTPDataClient) -> None:
+    before = client.send("/calls")
+    with pytest.raises(ResourceNotFound, match="'/missing'"):
+        client.send_many([("/r", 1), ("/missing", 2), ("/fail", 3), ("/r", 4)])
+    assert client.send("/calls") == before + 5
+    assert len(idle_connections(client)) == 1
+
+
+def test_send_many_with_return_exceptions_puts_each_failure_in_its_place(client: HTTPDataClient) -> None:
+    calls = [("/r", 1), ("/missing", 2), ("/fail", 3), ("/r", {1, 2}), ("/r", 4)]
+    replies = client.send_many(calls, return_exceptions=True)
+    assert [replies[0], replies[4]] == [1, 4]
+    assert isinstance(replies[1], ResourceNotFound)
+    assert isinstance(replies[2], RemoteError)
+    assert replies[2].remote_message == "cannot handle 3"
+    assert isinstance(replies[3], PayloadError)
+    assert replies[3].status is None
+
+
+def test_send_many_refuses_a_payload_it_cannot_send_before_sending_any(client: HTTPDataClient) -> None:
+    before = client.send("/calls")
+    with pytest.raises(PayloadError, match="type set"):
+        client.send_many([("/r", 1), ("/r", {1})])
+    assert client.send("/calls") == before + 1
+
+
+def test_send_many_carries_large_and_small_payloads_together(client: HTTPDataClient) -> None:
+    large = random.Random(7).randbytes(3 * MiB)
+    calls: list[tuple[str, Any]] = [("/r", large), ("/r", 1), ("/r", large[:70_000]), ("/r", "x" * 100)] * 3
+    assert client.send_many(calls) == [payload for _, payload in calls]
+    assert client.send_many([]) == []
+
+
+def test_send_many_on_a_closed_client_is_refused(server: RunningServer) -> None:
+    client = HTTPDataClient(server.port, "http://127.0.0.1:")
+    client.close()
+    with pytest.raises(dataserve.DataServeError, match="is closed"):
+        client.send_many([("/r", 1)])
+
+
+@contextlib.contextmanager
+def closing_server() -> Iterator[tuple[int, list[bytes]]]:
+    """A server that answers the first request of each connection with ``Connection: close``, and closes."""
+    received: list[bytes] = []
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                connection, _ = listener.accept()
+                with connection:
+                    data = b""
+                    while data.count(b"\r\n\r\n") < 3:  # the three requests of the test's one window
+                        data += connection.recv(65536)
+                    received.append(data)
+                    body = b"1"
+                    connection.sendall(
+                        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n"
+                        b"content-length: %d\r\n\r\n%s" % (len(body), body)
+                    )
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1], received
+    finally:
+        listener.close()
+
+
+def test_pipelined_calls_a_server_closed_the_connection_on_fail_and_are_not_sent_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DATASERVE_FAST_PATH", "1")
+    with (
+        closing_server() as (port, received),
+        HTTPDataClient(port, "http://127.0.0.1:", timeout=10) as client,
+    ):
+        replies = client.send_many([("/a", 1), ("/b", 2), ("/c", 3)], return_exceptions=True)
+    assert replies[0] == 1
+    assert all(isinstance(reply, ServerUnavailable) for reply in replies[1:])
+    assert "closed the connection after the reply to an earlier call" in str(replies[1])
+    assert len(received) == 1, "a call the server closed on was sent again"
+
+
 @contextlib.contextmanager
 def slow_call_under_way(url: str) -> Iterator[None]:
     """A 2 s call to ``/sleep`` from another thread, reaching the handler before the block runs."""
@@ -354,7 +451,7 @@ class GatheringEchoHandler(AsyncEchoHandler):
 
 
 @pytest.fixture(scope="module")
-def async_server() -> Iterator[RunningServer]:
+def async_server(server_lane: str) -> Iterator[RunningServer]:
     """A real server of an async echo handler on 127.0.0.1, shared by the tests of this module."""
     with dataserve.serve(GatheringEchoHandler, port=0) as running:
         yield running
@@ -618,6 +715,20 @@ async def test_async_and_sync_clients_share_one_server(
 
 
 @pytest.mark.anyio
+async def test_async_send_many_returns_replies_in_order_and_raises_the_first_failure(
+    async_client: AsyncHTTPDataClient,
+) -> None:
+    assert await async_client.send_many([("/r", index) for index in range(50)]) == list(range(50))
+    with pytest.raises(ResourceNotFound, match="'/missing'"):
+        await async_client.send_many([("/r", 1), ("/missing", 1), ("/fail", 2)])
+    replies = await async_client.send_many([("/r", 1), ("/fail", 2), ("/r", {3})], return_exceptions=True)
+    assert replies[0] == 1
+    assert isinstance(replies[1], RemoteError)
+    assert isinstance(replies[2], PayloadError)
+    assert await async_client.send_many([]) == []
+
+
+@pytest.mark.anyio
 @given(st.lists(st.one_of(st.text(), json_values.filter(lambda value: value is not None), st.binary())))
 @network
 async def test_async_values_sent_at_once_round_trip_through_server(
@@ -637,7 +748,7 @@ TOKEN = "client-test-token"
 
 
 @pytest.fixture(scope="module")
-def guarded_server() -> Iterator[RunningServer]:
+def guarded_server(server_lane: str) -> Iterator[RunningServer]:
     with dataserve.serve(EchoHandler, token=TOKEN) as running:
         yield running
 
@@ -691,7 +802,9 @@ def test_503_raises_server_unavailable_with_the_servers_message() -> None:
 
 
 @pytest.fixture(scope="module")
-def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningServer, Path]]:
+def tls_server(
+    server_lane: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[RunningServer, Path]]:
     authority = trustme.CA()
     directory = tmp_path_factory.mktemp("tls")
     certificate = authority.issue_cert("127.0.0.1", "localhost")

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 import dataserve
-from dataserve._server import _warn_if_open
+from dataserve._listen import warn_if_open as _warn_if_open
 from dataserve._token import TOKEN_ENV, authorization, refusal, resolve_token
 from tests.conftest import EchoHandler
 
@@ -44,7 +44,7 @@ def test_refusal_accepts_only_the_bearer_token() -> None:
 
 
 @pytest.fixture(scope="module")
-def guarded() -> Iterator[httpx.Client]:
+def guarded(server_lane: str) -> Iterator[httpx.Client]:
     with dataserve.serve(EchoHandler, token=TOKEN) as server, httpx.Client(base_url=server.url) as http:
         yield http
 
