@@ -1,4 +1,5 @@
-"""Development sessions: ``nox -s tests lint docs``, and ``nox -s bench`` for the benchmarks."""
+"""Development sessions: ``nox -s tests lint docs``; ``nox -s bench`` for the benchmarks, and
+``nox -s uvicorn_range`` for the oldest and newest uvicorn supported."""
 
 from __future__ import annotations
 
@@ -12,6 +13,18 @@ nox.options.default_venv_backend = "venv"
 def tests(session: nox.Session) -> None:
     """Run the test suite against real servers on 127.0.0.1."""
     session.install("-e", ".[test]")
+    session.run("pytest", *session.posargs)
+
+
+UVICORN_RANGE = ["0.51.0", "0.55.0"]
+"""The oldest and newest uvicorn that pyproject.toml lets in: dataserve's protocol builds on its internals."""
+
+
+@nox.session(python="3.11")
+@nox.parametrize("version", UVICORN_RANGE)
+def uvicorn_range(session: nox.Session, version: str) -> None:
+    """Run the tests on each end of the uvicorn range dataserve supports."""
+    session.install("-e", ".[test]", f"uvicorn=={version}")
     session.run("pytest", *session.posargs)
 
 
