@@ -108,19 +108,28 @@ class CallCore:
             return self._not_ready()
         if self.is_async:
             return await self._respond_async(resource, body, content_type)
-        return await self.threads.run(self._respond, resource, body, content_type)
+        return await self.threads.run(self.respond, resource, body, content_type)
+
+    @property
+    def takes_threads(self) -> bool:
+        """Whether calls can go to the handler threads at once: a plain handler, and ready."""
+        return not self.is_async and self.lifecycle.state is State.READY
 
     def start(
-        self, resource: str, body: bytes, content_type: str | None, done: Callable[[Reply], None]
+        self,
+        loop: asyncio.AbstractEventLoop,
+        resource: str,
+        body: bytes,
+        content_type: str | None,
+        done: Callable[[Reply], None],
     ) -> asyncio.Task[None] | None:
-        """Start a call as ``call`` does and hand its reply to ``done`` on the event loop.
+        """Start a call as ``call`` does and hand its reply to ``done`` on ``loop``, the running loop.
 
         A plain handler that is ready takes the call from here without a task; otherwise the
         task that runs it is returned, for the lane to follow.
         """
-        loop = asyncio.get_running_loop()
-        if not self.is_async and self.lifecycle.state is State.READY:
-            self.threads.submit(loop, self._respond, (resource, body, content_type), done)
+        if self.takes_threads:
+            self.threads.submit(loop, self.respond, (resource, body, content_type), done)
             return None
 
         async def run() -> None:
@@ -139,7 +148,8 @@ class CallCore:
             message = f"the server of {self.name} is stopping"
         return json_error(503, "unavailable", message)
 
-    def _respond(self, resource: str, body: bytes, content_type: str | None) -> Reply:
+    def respond(self, resource: str, body: bytes, content_type: str | None) -> Reply:
+        """The reply of a plain handler to one call: run it in a handler thread."""
         try:
             payload = decode(body, content_type)
         except PayloadError as exc:

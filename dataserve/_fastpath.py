@@ -128,7 +128,7 @@ class FastPath:
                     )
                     results.append(reply)
                 else:
-                    connection.sock.settimeout(self.timeout if timeout is None else timeout)
+                    connection.set_timeout(self.timeout if timeout is None else timeout)
                     _send_window(connection, heads, requests, window)
                     for index in window:
                         reply, keep = connection.read_reply(head_request=requests[index][0] == "HEAD")
@@ -219,7 +219,7 @@ class FastPath:
 def _send(connection: Connection, head: bytes, body: bytes, timeout: float | None) -> None:
     """Send one request; NotSent if the connection fails before all of it is sent."""
     try:
-        connection.sock.settimeout(timeout)
+        connection.set_timeout(timeout)
         connection.send(head, body)
     except TimeoutError:
         raise
@@ -244,7 +244,7 @@ def _send_window(
 ) -> None:
     # Sent whole: a failure may come after some of the window's requests were all sent, so it is
     # never taken for NotSent.
-    connection.sock.sendall(b"".join(part for index in window for part in (heads[index], requests[index][2])))
+    connection.send(b"".join(part for index in window for part in (heads[index], requests[index][2])), b"")
 
 
 def _proxied(host: str) -> bool:

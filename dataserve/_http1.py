@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import select
 import socket
+import struct
 import time
 
 from ._buffers import BodyBuffer
@@ -27,7 +28,6 @@ _BUFFER = 64 * 1024
 read into it; larger ones into a buffer of their own."""
 
 _STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([1-9][0-9][0-9])(?: ([\t\x20-\x7e\x80-\xff]*))?")
-_TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,15})[\t ]*(?:;[^\r\n]*)?")
 
 
@@ -59,11 +59,19 @@ def request_head(method: str, target: bytes, fixed: bytes, content_type: str | N
 
 
 class Connection:
-    """One keep-alive socket to a server, with the buffer its replies are read through."""
+    """One keep-alive socket to a server, with the buffer its replies are read through.
+
+    The socket blocks, and its timeouts are the kernel's (``SO_RCVTIMEO``, ``SO_SNDTIMEO``):
+    a Python socket timeout would cost a ``poll`` before every send and receive.
+    """
 
     def __init__(self, sock: socket.socket) -> None:
+        sock.settimeout(None)
         self.sock = sock
         self.last_used = time.monotonic()
+        self._timeout: float | None = None
+        self._poll = select.poll()
+        self._poll.register(sock, select.POLLIN)
         self._buffer = bytearray(_BUFFER)
         self._view = memoryview(self._buffer)
         self._start = 0
@@ -79,18 +87,34 @@ class Connection:
         if time.monotonic() - self.last_used > keepalive_expiry or self.has_unread:
             return False
         try:
-            readable, _, _ = select.select([self.sock], [], [], 0)
+            ready = self._poll.poll(0)
         except (OSError, ValueError):
             return False
-        return not readable  # Between replies, something to read means the server closed it.
+        return not ready  # Between replies, something to read means the server closed it.
+
+    def set_timeout(self, timeout: float | None) -> None:
+        """Make each send and each receive wait at most ``timeout`` seconds (None: for ever)."""
+        if timeout == self._timeout:
+            return
+        seconds = 0.0 if timeout is None else max(timeout, 1e-6)
+        value = struct.pack("ll", int(seconds), int(seconds % 1 * 1_000_000))
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
+        self._timeout = timeout
 
     def send(self, head: bytes, body: bytes | bytearray | memoryview) -> None:
-        """Send one request, its head and body in as few system calls as their sizes allow."""
-        if len(body) < _BUFFER:
-            self.sock.sendall(head + body if body else head)
-        else:
-            self.sock.sendall(head)
-            self.sock.sendall(body)
+        """Send one request, its head and body in as few system calls as their sizes allow.
+
+        Raises TimeoutError if the server takes nothing for the timeout.
+        """
+        try:
+            if len(body) < _BUFFER:
+                self.sock.sendall(head + body if body else head)
+            else:
+                self.sock.sendall(head)
+                self.sock.sendall(body)
+        except BlockingIOError:  # what the kernel's timeout raises
+            raise TimeoutError("timed out sending the request") from None
 
     def read_reply(self, *, head_request: bool = False, max_size: int | None = None) -> tuple[Reply, bool]:
         """Read the next whole reply; also whether the connection may carry another request.
@@ -133,7 +157,10 @@ class Connection:
             if self._start == 0:
                 raise ProtocolError("a line of the server's reply is too long")
             self._compact()
-        count = self.sock.recv_into(self._view[self._end :])
+        try:
+            count = self.sock.recv_into(self._view[self._end :])
+        except BlockingIOError:  # what the kernel's timeout raises
+            raise TimeoutError("timed out waiting for the reply") from None
         if not count:
             raise ConnectionResetError("the server closed the connection before it replied in full")
         self._end += count
@@ -172,7 +199,10 @@ class Connection:
         self._start = self._end = 0
         recv_into = self.sock.recv_into
         while not out.full:
-            count = recv_into(out.space())
+            try:
+                count = recv_into(out.space())
+            except BlockingIOError:
+                raise TimeoutError("timed out in the middle of the reply") from None
             if not count:
                 raise ConnectionResetError("the server closed the connection in the middle of its reply")
             out.advance(count)
@@ -210,7 +240,13 @@ class Connection:
         chunks = [bytes(self._view[self._start : self._end])]
         total = len(chunks[0])
         self._start = self._end = 0
-        while data := self.sock.recv(_BUFFER):
+        while True:
+            try:
+                data = self.sock.recv(_BUFFER)
+            except BlockingIOError:
+                raise TimeoutError("timed out in the middle of the reply") from None
+            if not data:
+                break
             total += len(data)
             _check_size(total, max_size)
             chunks.append(data)
@@ -228,9 +264,10 @@ def _parse_head(head: bytes) -> tuple[int, int, str, dict[str, str]]:
     headers: dict[str, str] = {}
     for line in lines:
         name, colon, value = line.partition(b":")
-        if not colon or not _TOKEN.fullmatch(name):
+        # Only the names this client reads could change what a reply means: no space around any.
+        if not colon or not name or name.strip(b" \t") != name:
             raise ProtocolError(f"the server's reply has a malformed header line: {line[:80]!r}")
-        key = name.decode("ascii").lower()
+        key = name.lower().decode("latin-1")
         text = value.strip(b" \t").decode("latin-1")
         if key == "content-length" and headers.get(key, text) != text:
             raise ProtocolError("the server's reply has two different Content-Length headers")

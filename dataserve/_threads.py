@@ -22,7 +22,7 @@ logger = logging.getLogger("dataserve")
 
 T = TypeVar("T")
 
-_Job = tuple[asyncio.AbstractEventLoop, Callable[..., Any], tuple[Any, ...], Callable[[Any], None]]
+_Job = tuple[asyncio.AbstractEventLoop, Callable[..., Any], tuple[Any, ...], Callable[[Any], None] | None]
 
 
 class HandlerThreads:
@@ -43,9 +43,9 @@ class HandlerThreads:
         loop: asyncio.AbstractEventLoop,
         function: Callable[..., T],
         args: tuple[Any, ...],
-        done: Callable[[T], None],
+        done: Callable[[T], None] | None,
     ) -> None:
-        """Run ``function(*args)`` in a handler thread, then ``done(result)`` on ``loop``.
+        """Run ``function(*args)`` in a handler thread, then ``done(result)`` on ``loop``, if given.
 
         ``function`` must not raise: what it raises is logged, and ``done`` is not called.
         """
@@ -87,8 +87,10 @@ class HandlerThreads:
                 result = function(*args)
             except BaseException:
                 logger.exception("a dataserve handler thread failed")
-            else:
-                with contextlib.suppress(RuntimeError):  # a closed loop: nobody is left to answer
-                    loop.call_soon_threadsafe(done, result)
+                done = None
             with self._lock:
                 self._idle += 1
+            if done is not None:
+                # The last thing before the thread waits again: the loop it wakes takes the GIL at once.
+                with contextlib.suppress(RuntimeError):  # a closed loop: nobody is left to answer
+                    loop.call_soon_threadsafe(done, result)

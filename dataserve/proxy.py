@@ -46,17 +46,18 @@ _STOP_TIMEOUT = 5.0
 
 def run_proxy_server(
     proxy_class: type[object],
-    port: int,
+    port: int | None,
     *,
     host: str = "127.0.0.1",
     authkey: bytes | str | None = None,
+    uds: str | os.PathLike[str] | None = None,
 ) -> None:
     """Serve one instance of ``proxy_class`` on ``host:port`` until Ctrl-C or SIGTERM.
 
     Clients reach it with ``get_proxy_class(proxy_class.__name__, port)``. The port is
     taken first, so a port in use fails at once; then the instance is made, once, and
     every client shares it. Port 0 picks a free port; the line printed at start shows the
-    real one.
+    real one. With ``uds`` (and ``port`` None) it listens on that Unix socket instead.
 
     ``authkey`` is the shared secret clients must prove they know. It defaults to the
     ``DATASERVE_AUTHKEY`` environment variable, else to the class name, which anyone can
@@ -64,10 +65,10 @@ def run_proxy_server(
     any other.
     """
     with _signals_interrupt(), contextlib.suppress(KeyboardInterrupt):
-        server = _ProxyServer(proxy_class, host, port, authkey)
+        server = _ProxyServer(proxy_class, _address(host, port, uds), authkey)
         try:
             print(
-                f"dataserve proxy: serving {server.name} on {host}:{server.port} (press Ctrl-C to stop)",
+                f"dataserve proxy: serving {server.name} on {server.where} (press Ctrl-C to stop)",
                 flush=True,
             )
             server.wait()
@@ -83,15 +84,17 @@ class RunningProxyServer:
     host: str
     port: int
     name: str
+    uds: str | None = None
 
 
 @contextlib.contextmanager
 def serve_proxy(
     proxy_class: type[object],
     *,
-    port: int = 0,
+    port: int | None = 0,
     host: str = "127.0.0.1",
     authkey: bytes | str | None = None,
+    uds: str | os.PathLike[str] | None = None,
 ) -> Iterator[RunningProxyServer]:
     """Serve ``proxy_class`` in background threads for the length of a ``with`` block.
 
@@ -99,22 +102,26 @@ def serve_proxy(
     the port and every proxy's connection. For tests, benchmarks and scripts that serve
     and call in one process. The arguments are those of ``run_proxy_server``.
     """
-    server = _ProxyServer(proxy_class, host, port, authkey)
+    server = _ProxyServer(proxy_class, _address(host, None if uds is not None else port, uds), authkey)
     try:
-        yield RunningProxyServer(host, server.port, server.name)
+        if isinstance(server.address, str):
+            yield RunningProxyServer("localhost", 0, server.name, server.address)
+        else:
+            yield RunningProxyServer(host, server.address[1], server.name)
     finally:
         server.stop()
 
 
 def get_proxy_class(
     proxy_name: str,
-    port: int,
+    port: int | None,
     host: str = "localhost",
     authkey: bytes | str | None = None,
     *,
     connect_timeout: float = 10.0,
+    uds: str | os.PathLike[str] | None = None,
 ) -> Any:
-    """A proxy to the instance the server at ``host:port`` serves under ``proxy_name``.
+    """A proxy to the instance that the server at ``host:port`` (or on ``uds``) serves as ``proxy_name``.
 
     ``proxy_name`` is the served class's ``__name__``. Calling a public method of the
     proxy runs it on the server's instance, with the arguments and the return value
@@ -130,16 +137,18 @@ def get_proxy_class(
     """
     _check_name(proxy_name)
     key = _authkey(authkey, proxy_name)
-    _probe(host, port, connect_timeout)
+    address = _address(host, port, uds)
+    where = _where(address)
+    _probe(address, connect_timeout)
     manager = _manager_class()
     manager.register(proxy_name)
-    client = manager(address=(host, port), authkey=key)
+    client = manager(address=address, authkey=key)
     try:
         client.connect()
         return getattr(client, proxy_name)()
     except AuthenticationError:
         raise DataServeError(
-            f"the proxy server at {host}:{port} refused the authkey: its key and this one differ. "
+            f"the proxy server at {where} refused the authkey: its key and this one differ. "
             f"Each side uses the authkey argument, else the {_AUTHKEY_ENV} environment variable, "
             f"else the class name ({proxy_name!r} here); set {_AUTHKEY_ENV} to the same secret "
             "for the server and its clients, or pass the same authkey to both"
@@ -149,18 +158,17 @@ def get_proxy_class(
         remote = str(exc.args[0] if exc.args else "").strip().splitlines()
         if remote and remote[-1].startswith("KeyError"):  # the registry has no such name
             raise DataServeError(
-                f"the proxy server at {host}:{port} serves no class named {proxy_name!r}; "
+                f"the proxy server at {where} serves no class named {proxy_name!r}; "
                 "proxy_name must be the __name__ of the class given to run_proxy_server"
             ) from None
         raise DataServeError(
-            f"the proxy server at {host}:{port} could not hand out its {proxy_name}: "
+            f"the proxy server at {where} could not hand out its {proxy_name}: "
             f"{remote[-1] if remote else 'no reason given'}"
         ) from None
     except (OSError, EOFError) as exc:
         reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         raise ServerUnavailable(
-            f"the proxy server at {host}:{port} closed the connection ({reason}); "
-            "check that it is still running"
+            f"the proxy server at {where} closed the connection ({reason}); check that it is still running"
         ) from None
 
 
@@ -173,7 +181,7 @@ class _ServerInternals(Protocol):
     3.13 have both.
     """
 
-    address: tuple[str, int]
+    address: tuple[str, int] | str
     listener: Listener
     stop_event: threading.Event
 
@@ -188,7 +196,9 @@ class _ProxyServer:
     serving them (they read end of file), so no proxy can reach the instance afterwards.
     """
 
-    def __init__(self, proxy_class: type[object], host: str, port: int, authkey: bytes | str | None) -> None:
+    def __init__(
+        self, proxy_class: type[object], address: tuple[str, int] | str, authkey: bytes | str | None
+    ) -> None:
         self.name = _check_name(proxy_class.__name__)
         manager = _manager_class()
         # The instance is made once the port is taken and connections are accepted;
@@ -198,10 +208,10 @@ class _ProxyServer:
         self._instance_made = False
         self._instance_ready = threading.Event()
         try:
-            server = manager(address=(host, port), authkey=_authkey(authkey, self.name)).get_server()
+            server = manager(address=address, authkey=_authkey(authkey, self.name)).get_server()
         except OSError as exc:
             raise DataServeError(
-                f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another port"
+                f"cannot listen on {_where(address)}: {exc.strerror or exc}; choose another port or path"
             ) from None
         self._server = cast(_ServerInternals, server)
         # Server.serve_client serves a connection while stop_event is unset, and when it
@@ -210,7 +220,8 @@ class _ProxyServer:
         # request sets stop_event; stop() ends connections by shutting their sockets down.
         self._server.stop_event = self._shutdown_requested = threading.Event()
         self._stopping = threading.Event()
-        self.port: int = self._server.address[1]
+        self.address = self._server.address
+        self.where = _where(self.address)
         self._lock = threading.Lock()
         self._connections: dict[socket.socket, threading.Thread] = {}
         self._accepter = threading.Thread(target=self._accept, name="dataserve-proxy", daemon=True)
@@ -267,7 +278,8 @@ class _ProxyServer:
                 continue
             # A second handle on the connection's socket, to shut it down from stop(): the
             # thread serving it is blocked reading, and only a shutdown wakes it.
-            watch = socket.fromfd(conn.fileno(), socket.AF_INET, socket.SOCK_STREAM)
+            family = socket.AF_UNIX if isinstance(self.address, str) else socket.AF_INET
+            watch = socket.fromfd(conn.fileno(), family, socket.SOCK_STREAM)
             thread = threading.Thread(
                 target=self._serve, args=(conn, watch), name="dataserve-proxy-connection", daemon=True
             )
@@ -285,10 +297,7 @@ class _ProxyServer:
 
     def _wake_accepter(self) -> None:
         """Connect once, so that the thread blocked in accept() sees the server stopping."""
-        host, port = self._server.address
-        if host in ("0.0.0.0", ""):
-            host = "127.0.0.1"
-        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1.0):
+        with contextlib.suppress(OSError), _connect(self.address, 1.0):
             pass
 
 
@@ -319,28 +328,58 @@ def _authkey(authkey: bytes | str | None, name: str) -> bytes:
     return key
 
 
-def _probe(host: str, port: int, timeout: float) -> None:
+def _probe(address: tuple[str, int] | str, timeout: float) -> None:
     """Fail within ``timeout`` where multiprocessing would wait without end.
 
     A proxy server speaks first: it sends an authentication challenge as soon as it
     accepts. A host that drops packets, or a port served by something else (such as a
     dataserve HTTP server), would otherwise leave the client waiting for ever.
     """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout)
-        try:
-            sock.connect((host, port))
-        except OSError as exc:
-            raise ServerUnavailable(
-                f"cannot reach the proxy server at {host}:{port} ({exc.strerror or exc}); check that "
-                "run_proxy_server is running there and that the host and port are right"
-            ) from None
+    where = _where(address)
+    try:
+        sock = _connect(address, timeout)
+    except OSError as exc:
+        raise ServerUnavailable(
+            f"cannot reach the proxy server at {where} ({exc.strerror or exc}); check that "
+            "run_proxy_server is running there and that the host and port are right"
+        ) from None
+    with sock:
         try:
             greeting = sock.recv(1)
         except OSError:
             greeting = b""
     if not greeting:
         raise ServerUnavailable(
-            f"{host}:{port} accepted the connection but did not answer like a proxy server within "
+            f"{where} accepted the connection but did not answer like a proxy server within "
             f"{timeout} s; check that the port is run_proxy_server's (not, say, an HTTP server's)"
         )
+
+
+def _address(host: str, port: int | None, uds: str | os.PathLike[str] | None) -> tuple[str, int] | str:
+    """What multiprocessing listens on or connects to: ``(host, port)``, or a Unix socket's path."""
+    if uds is not None:
+        if port is not None:
+            raise ValueError(f"give a port or a Unix socket, not both (port {port}, uds {uds!r})")
+        return os.fspath(uds)
+    if port is None:
+        raise ValueError("give the port, or uds=PATH for a Unix socket")
+    return (host, port)
+
+
+def _where(address: tuple[str, int] | str) -> str:
+    return f"unix socket {address}" if isinstance(address, str) else f"{address[0]}:{address[1]}"
+
+
+def _connect(address: tuple[str, int] | str, timeout: float) -> socket.socket:
+    """A socket connected to ``address``, a host and port (0.0.0.0 meaning this machine) or a path."""
+    if not isinstance(address, str):
+        host, port = address
+        return socket.create_connection(("127.0.0.1" if host in ("0.0.0.0", "") else host, port), timeout)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        sock.connect(address)
+    except BaseException:
+        sock.close()
+        raise
+    return sock

@@ -387,3 +387,17 @@ def test_blocking_server_serves_until_a_signal_stops_it_cleanly(
     assert returncode == 0, err
     assert out == "dataserve proxy: stopped\n"
     assert err == ""
+
+
+def test_a_proxy_server_on_a_unix_socket_serves_its_instance() -> None:
+    path = Path(f"/tmp/dataserve-proxy-{os.getpid()}.sock")
+    try:
+        with serve_proxy(Store, uds=path) as server:
+            assert (server.uds, server.port) == (str(path), 0)
+            store = get_proxy_class("Store", None, uds=path)
+            assert store.append([1, 2]) == 1
+            assert store.echo({"back": b"again"}) == {"back": b"again"}
+        with pytest.raises(ServerUnavailable, match="unix socket"):
+            get_proxy_class("Store", None, uds=path, connect_timeout=1)
+    finally:
+        path.unlink(missing_ok=True)
