@@ -16,7 +16,9 @@ import datetime
 import os
 import platform
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,9 +29,9 @@ from typing import TypeVar
 
 import numpy as np
 import report
-from clients import SMALL, Bench, ClientPool, connect
+from clients import SMALL, Address, Bench, ClientPool, connect
 from report import MiB, Pair, Results
-from servers import XDATA, ServerProcess, start_dataserve, start_proxy
+from servers import PROXY_NAME, XDATA, ServerProcess, start_dataserve, start_proxy
 
 import dataserve
 
@@ -45,12 +47,16 @@ class Plan:
     rounds: int
     """Rounds of each measure after the warm-up round; each number is the median over them."""
     latency_calls: int
-    """Small calls per round of the latency measure."""
+    """Small calls per round of the latency measures."""
+    programs: int
+    """Short programs run per round of that measure."""
     byte_sizes: tuple[int, ...]
     array_sizes: tuple[int, ...]
     sample_bytes: int
     """Each round of a round trip measure makes as many calls as send this many payload bytes (1 at least)."""
     clients: tuple[int, ...]
+    batch: int
+    """Calls per ``send_many`` in the pipelined calls-per-second measures."""
     load_rounds: int
     load_seconds: float
     """How long the clients of one round of the calls-per-second measure make calls."""
@@ -59,10 +65,12 @@ class Plan:
 FULL = Plan(
     rounds=9,
     latency_calls=2000,
+    programs=5,
     byte_sizes=(MiB, 10 * MiB, 100 * MiB),
     array_sizes=(10**6, 10**7),
     sample_bytes=64 * MiB,
-    clients=(1, 4, 16),
+    clients=(1, 8, 16),
+    batch=16,
     load_rounds=5,
     load_seconds=1.5,
 )
@@ -70,10 +78,12 @@ FULL = Plan(
 QUICK = Plan(
     rounds=2,
     latency_calls=20,
+    programs=1,
     byte_sizes=(1024, 10 * 1024, 100 * 1024),
     array_sizes=(1000, 10_000),
     sample_bytes=100 * 1024,
-    clients=(1, 2, 4),
+    clients=(1, 2),
+    batch=4,
     load_rounds=1,
     load_seconds=0.1,
 )
@@ -81,25 +91,48 @@ QUICK = Plan(
 MAX_CONCURRENCY = 1
 """dataserve's ``--max-concurrency``, its default: 4 did no better with 16 clients on 2 CPUs."""
 
+WORKERS = 2
+"""dataserve's worker processes in the calls-per-second measures: one per CPU of the machine it ran on."""
+
+
+@dataclass(frozen=True)
+class Servers:
+    """The server processes the measures run against."""
+
+    plain: ServerProcess
+    """dataserve with a plain handler, one worker, on a port."""
+    asynchronous: ServerProcess
+    """dataserve with an ``async def`` handler."""
+    unix: ServerProcess
+    """dataserve with a plain handler on a Unix socket."""
+    workers: ServerProcess
+    """dataserve with ``WORKERS`` workers, for calls per second."""
+    proxy: ServerProcess
+    proxy_unix: ServerProcess
+    """The ProxyServer on a Unix socket."""
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark with the command line ``argv``, print the table, write the page and chart."""
     args = _parser().parse_args(argv)
     plan = QUICK if args.quick else FULL
     with contextlib.ExitStack() as stack:
+        sockets = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="dataserve-bench-")))
         pool = ClientPool(max(plan.clients))
         stack.callback(pool.close)
-        servers = []
+        started = []
         for start in (
             partial(start_dataserve, 1, args.max_concurrency),
-            partial(start_dataserve, 2, args.max_concurrency),
+            partial(start_dataserve, 1, args.max_concurrency, "BenchAsyncHandler"),
+            partial(start_dataserve, 1, args.max_concurrency, uds=str(sockets / "dataserve.sock")),
+            partial(start_dataserve, WORKERS, args.max_concurrency),
             start_proxy,
+            partial(start_proxy, str(sockets / "proxy.sock")),
         ):
-            servers.append(start())
-            stack.callback(servers[-1].stop)
-        one_worker, two_workers, proxy = servers
-        results = measure(plan, one_worker, two_workers, proxy, pool)
-    markdown = report.table(report.rows(results))
+            started.append(start())
+            stack.callback(started[-1].stop)
+        results = measure(plan, Servers(*started), pool)
+    markdown = report.table(report.rows(results), WORKERS)
     print(markdown)
     if not args.no_docs:
         out = Path(args.out_dir)
@@ -130,21 +163,27 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def measure(
-    plan: Plan, one_worker: ServerProcess, two_workers: ServerProcess, proxy: ServerProcess, pool: ClientPool
-) -> Results:
-    """Every measure, on dataserve (with one worker, and two for the calls per second) and the proxy."""
-    servers = [one_worker, proxy]
-    benches = [connect(server.kind, server.port) for server in servers]
-    for bench in benches:
+def measure(plan: Plan, servers: Servers, pool: ClientPool) -> Results:
+    """Every measure, on dataserve and the ProxyServer."""
+    plain, proxy = connect("dataserve", servers.plain.address), connect("proxy", servers.proxy.address)
+    asynchronous = connect("dataserve", servers.asynchronous.address)
+    unix, proxy_unix = (
+        connect("dataserve", servers.unix.address),
+        connect("proxy", servers.proxy_unix.address),
+    )
+    for bench in (plain, proxy, asynchronous, unix, proxy_unix):
         check(bench)
-    p50, p99 = small_call_latency(plan, benches)
-    round_trips = {size: bytes_round_trip(plan, size, benches, servers) for size in plan.byte_sizes}
-    array_rate = {size: array_round_trip(plan, size, benches) for size in plan.array_sizes}
-    calls = calls_per_second(plan, pool, one_worker, two_workers, proxy)
+    short = short_program(plan, servers.plain.address, servers.proxy.address)
+    p50, p99 = small_call_latency(plan, [plain, proxy])
+    async_p50, _ = small_call_latency(plan, [asynchronous, proxy])
+    uds_p50, _ = small_call_latency(plan, [unix, proxy_unix])
+    pair = [servers.plain, servers.proxy]
+    round_trips = {size: bytes_round_trip(plan, size, [plain, proxy], pair) for size in plan.byte_sizes}
+    array_rate = {size: array_round_trip(plan, size, [plain, proxy]) for size in plan.array_sizes}
+    calls = calls_per_second(plan, pool, servers.workers, servers.proxy)
     bytes_rate = {size: mb_per_second for size, (mb_per_second, _) in round_trips.items()}
     _, peak_memory = round_trips[max(plan.byte_sizes)]
-    return Results(p50, p99, bytes_rate, array_rate, calls, peak_memory)
+    return Results(short, p50, p99, async_p50, uds_p50, bytes_rate, array_rate, calls, WORKERS, peak_memory)
 
 
 def check(bench: Bench) -> None:
@@ -154,6 +193,39 @@ def check(bench: Bench) -> None:
         raise RuntimeError(f"{bench!r} does not answer as servers.BenchData does")
     if not np.array_equal(bench.array(10), np.arange(10, dtype=np.float64)):
         raise RuntimeError(f"{bench!r} does not return the arrays servers.BenchData does")
+
+
+SHORT_PROGRAMS = {
+    "dataserve": (
+        "from dataserve import HTTPDataClient\n"
+        "with HTTPDataClient({port}, 'http://127.0.0.1:') as client:\n"
+        "    assert client.send('/small', [1, 2, 3]) == [1, 2, 3, 1, 2, 3]\n"
+    ),
+    "proxy": (
+        "from dataserve.proxy import get_proxy_class\n"
+        "data = get_proxy_class({name!r}, {port}, '127.0.0.1')\n"
+        "assert data.small([1, 2, 3]) == [1, 2, 3, 1, 2, 3]\n"
+    ),
+}
+"""A short program of each kind: start, import the client, make one small call, and exit."""
+
+
+def short_program(plan: Plan, dataserve_port: Address, proxy_port: Address) -> Pair:
+    """Milliseconds for a new Python process to import a client, make one small call and exit."""
+
+    def run(kind: str, port: Address) -> float:
+        code = SHORT_PROGRAMS[kind].format(port=port, name=PROXY_NAME)
+        times = []
+        for _ in range(plan.programs):
+            began = time.perf_counter()
+            subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+            times.append((time.perf_counter() - began) * 1000)
+        return statistics.median(times)
+
+    rounds = interleaved(
+        plan.rounds, [partial(run, "dataserve", dataserve_port), partial(run, "proxy", proxy_port)]
+    )
+    return Pair(*(statistics.median(server) for server in rounds))
 
 
 def small_call_latency(plan: Plan, benches: Sequence[Bench]) -> tuple[Pair, Pair]:
@@ -201,16 +273,22 @@ def array_round_trip(plan: Plan, size: int, benches: Sequence[Bench]) -> Pair:
 
 
 def calls_per_second(
-    plan: Plan, pool: ClientPool, one_worker: ServerProcess, two_workers: ServerProcess, proxy: ServerProcess
+    plan: Plan, pool: ClientPool, workers: ServerProcess, proxy: ServerProcess
 ) -> dict[tuple[int, int], Pair]:
-    """Small calls per second of each number of client processes, by clients and dataserve workers."""
-    servers = [one_worker, two_workers, proxy]
+    """Small calls per second of each number of client processes, one at a time and in batches."""
     calls = {}
     for clients in plan.clients:
-        runs = [partial(pool.calls_per_second, s.kind, s.port, clients, plan.load_seconds) for s in servers]
-        one, two, by_proxy = (statistics.median(server) for server in interleaved(plan.load_rounds, runs))
-        calls[clients, 1] = Pair(one, by_proxy)
-        calls[clients, 2] = Pair(two, by_proxy)
+        batches = (1,) if clients == 1 else (1, plan.batch)
+        runs = [
+            *(
+                partial(pool.calls_per_second, "dataserve", workers.address, clients, plan.load_seconds, b)
+                for b in batches
+            ),
+            partial(pool.calls_per_second, "proxy", proxy.address, clients, plan.load_seconds),
+        ]
+        *ours, by_proxy = (statistics.median(server) for server in interleaved(plan.load_rounds, runs))
+        for batch, rate_ in zip(batches, ours, strict=True):
+            calls[clients, batch] = Pair(rate_, by_proxy)
     return calls
 
 
@@ -245,9 +323,9 @@ def machine(plan: Plan, max_concurrency: int) -> str:
     return (
         f"Measured on {datetime.date.today().isoformat()} on {os.cpu_count()} CPUs ({_cpu()}), "
         f"{platform.system()} {platform.release()}, Python {platform.python_version()}; {versions}. "
-        f"{plan.rounds} rounds of each round trip measure ({plan.latency_calls} calls a round for latency), "
-        f"{plan.load_rounds} rounds of {plan.load_seconds:g} s for calls per second; dataserve runs "
-        f"`--max-concurrency {max_concurrency}`."
+        f"{plan.rounds} rounds of each measure ({plan.latency_calls} calls a round for latency, "
+        f"{plan.programs} programs for the short program), {plan.load_rounds} rounds of "
+        f"{plan.load_seconds:g} s for calls per second; dataserve runs `--max-concurrency {max_concurrency}`."
     )
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import time
+from collections.abc import Callable
+from functools import partial
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any, Protocol, cast
@@ -20,6 +22,9 @@ SMALL = [1, 2, 3]
 START_DELAY = 0.05
 """Seconds between telling the client processes when to start and the start, for them all to hear it."""
 
+Address = int | str
+"""A server's port on 127.0.0.1, or the path of its Unix socket."""
+
 
 class Bench(Protocol):
     """The methods of ``servers.BenchData``, as a client calls them on either server."""
@@ -34,11 +39,18 @@ class Bench(Protocol):
 class HTTPBench:
     """``BenchData``'s methods on a dataserve server, over one pooled connection."""
 
-    def __init__(self, port: int) -> None:
-        self.client = HTTPDataClient(port, "http://127.0.0.1:", timeout=300)
+    def __init__(self, address: Address) -> None:
+        if isinstance(address, str):
+            self.client = HTTPDataClient(uds=address, timeout=300)
+        else:
+            self.client = HTTPDataClient(address, "http://127.0.0.1:", timeout=300)
 
     def small(self, values: list[int]) -> Any:
         return self.client.send("/small", values)
+
+    def small_many(self, values: list[int], count: int) -> Any:
+        """``count`` small calls pipelined at once: ``send_many``."""
+        return self.client.send_many([("/small", values)] * count)
 
     def echo(self, data: bytes) -> Any:
         return self.client.send("/echo", data)
@@ -47,11 +59,13 @@ class HTTPBench:
         return self.client.send("/array", size)
 
 
-def connect(kind: str, port: int) -> Bench:
-    """A client of the server of ``kind`` (``"dataserve"`` or ``"proxy"``) on 127.0.0.1:``port``."""
+def connect(kind: str, address: Address) -> Bench:
+    """A client of the server of ``kind`` (``"dataserve"`` or ``"proxy"``) at ``address``."""
     if kind == "dataserve":
-        return HTTPBench(port)
-    return cast(Bench, get_proxy_class(PROXY_NAME, port, "127.0.0.1"))
+        return HTTPBench(address)
+    if isinstance(address, str):
+        return cast(Bench, get_proxy_class(PROXY_NAME, None, uds=address))
+    return cast(Bench, get_proxy_class(PROXY_NAME, address, "127.0.0.1"))
 
 
 class ClientPool:
@@ -69,11 +83,16 @@ class ClientPool:
             self._processes.append(process)
             self._connections.append(mine)
 
-    def calls_per_second(self, kind: str, port: int, clients: int, duration: float) -> float:
-        """The small calls per second that ``clients`` processes, together, get through in ``duration`` s."""
+    def calls_per_second(
+        self, kind: str, address: Address, clients: int, duration: float, batch: int = 1
+    ) -> float:
+        """The small calls per second that ``clients`` processes, together, get through in ``duration`` s.
+
+        Each makes one call at a time, or ``batch`` of them at once with ``send_many``.
+        """
         connections = self._connections[:clients]
         for connection in connections:
-            connection.send((kind, port))
+            connection.send((kind, address, batch))
         for connection in connections:
             connection.recv()  # connected, and ready to start
         start = time.monotonic() + START_DELAY
@@ -98,21 +117,31 @@ class ClientPool:
                 process.join()
 
 
+def _caller(bench: Bench, batch: int) -> Callable[[], object]:
+    """One call at a time, or ``batch`` calls at once with ``send_many``."""
+    if batch == 1:
+        return partial(bench.small, SMALL)
+    assert isinstance(bench, HTTPBench)
+    return partial(bench.small_many, SMALL, batch)
+
+
 def _client(connection: Connection) -> None:
     """One client process: for each server it is handed, make small calls from a start to a stop time."""
-    benches: dict[tuple[str, int], Bench] = {}
-    while (server := connection.recv()) is not None:
-        bench = benches.get(server)
+    benches: dict[tuple[str, Address], Bench] = {}
+    while (order := connection.recv()) is not None:
+        kind, address, batch = order
+        bench = benches.get((kind, address))
         if bench is None:
-            bench = benches[server] = connect(*server)
-        bench.small(SMALL)  # connects, the first time
+            bench = benches[kind, address] = connect(kind, address)
+        call = _caller(bench, batch)
+        call()  # connects, the first time
         connection.send("ready")
         start, stop = connection.recv()
         time.sleep(max(0.0, start - time.monotonic()))
         calls, began = 0, time.monotonic()
         while True:
-            bench.small(SMALL)
-            calls += 1
+            call()
+            calls += batch
             now = time.monotonic()
             if now >= stop:
                 break

@@ -1,8 +1,9 @@
 """What the benchmarks serve, and the server processes that serve it.
 
 The same ``BenchData`` object answers both servers: the ProxyServer serves it as it is,
-dataserve through ``BenchHandler``. Run as a script, this module serves ``BenchData`` with
-the ProxyServer on a free port; dataserve runs as ``python -m dataserve serve``.
+dataserve through ``BenchHandler`` (or ``BenchAsyncHandler``, the same as ``async def``). Run
+as a script, this module serves ``BenchData`` with the ProxyServer on a free port, or on the
+Unix socket its argument names; dataserve runs as ``python -m dataserve serve``.
 """
 
 from __future__ import annotations
@@ -72,6 +73,13 @@ class BenchHandler(HTTPDataHandler):
         return None
 
 
+class BenchAsyncHandler(BenchHandler):
+    """``BenchHandler`` as an ``async def`` handler, which runs on the event loop."""
+
+    async def handle_request(self, resource: str, payload: Any) -> Any:
+        return BenchHandler.handle_request(self, resource, payload)
+
+
 @dataclass
 class ServerProcess:
     """A server running in a process of its own, and the port it listens on."""
@@ -80,7 +88,8 @@ class ServerProcess:
     kind: str
     """``"dataserve"`` or ``"proxy"``: how a client reaches it."""
     process: subprocess.Popen[str]
-    port: int
+    address: int | str
+    """The port it listens on at 127.0.0.1, or the path of its Unix socket."""
     _idle: dict[int, int] = field(default_factory=dict, init=False)
     """Each process's resident bytes when the peak was last reset."""
 
@@ -112,30 +121,34 @@ class ServerProcess:
             self.process.stdout.close()
 
 
-def start_dataserve(workers: int, max_concurrency: int) -> ServerProcess:
-    """Serve ``BenchHandler`` with ``workers`` processes, as ``dataserve serve`` does."""
-    command = ["-m", "dataserve", "serve", "servers:BenchHandler", "--port", "0", "--workers", str(workers)]
+def start_dataserve(
+    workers: int, max_concurrency: int, handler: str = "BenchHandler", uds: str | None = None
+) -> ServerProcess:
+    """Serve ``handler`` with ``workers`` processes, as ``dataserve serve`` does, on a port or ``uds``."""
+    command = ["-m", "dataserve", "serve", f"servers:{handler}", "--workers", str(workers)]
     command += ["--max-concurrency", str(max_concurrency)]
-    name = f"dataserve, {workers} worker{'s' if workers > 1 else ''}"
+    command += ["--port", "0"] if uds is None else ["--uds", uds]
+    name = f"dataserve {handler}, {workers} worker{'s' if workers > 1 else ''}"
     return _start(name, "dataserve", command)
 
 
-def start_proxy() -> ServerProcess:
-    """Serve ``BenchData`` with the ProxyServer."""
-    return _start("ProxyServer", "proxy", [str(HERE / "servers.py")])
+def start_proxy(uds: str | None = None) -> ServerProcess:
+    """Serve ``BenchData`` with the ProxyServer, on a port or the Unix socket ``uds``."""
+    return _start("ProxyServer", "proxy", [str(HERE / "servers.py"), *([] if uds is None else [uds])])
 
 
 def _start(name: str, kind: str, arguments: list[str]) -> ServerProcess:
-    """Start ``python arguments`` in this directory; the port is on the first line it prints."""
+    """Start ``python arguments`` in this directory; where it listens is on the first line it prints."""
     process = subprocess.Popen([sys.executable, *arguments], cwd=HERE, stdout=subprocess.PIPE, text=True)
     assert process.stdout is not None
     line = process.stdout.readline()
-    found = re.search(r"127\.0\.0\.1:(\d+)", line)
+    found = re.search(r"127\.0\.0\.1:(\d+)|unix socket (\S+)", line)
     if found is None:
         process.kill()
         process.wait()
         raise RuntimeError(f"{name} did not start (it printed {line!r}); see its errors above")
-    return ServerProcess(name, kind, process, int(found.group(1)))
+    address: int | str = int(found.group(1)) if found.group(1) else found.group(2)
+    return ServerProcess(name, kind, process, address)
 
 
 def _children(parent: int) -> list[int]:
@@ -161,4 +174,7 @@ def _status_bytes(pid: int, name: str) -> int:
 
 
 if __name__ == "__main__":
-    run_proxy_server(BenchData, 0)
+    if len(sys.argv) > 1:
+        run_proxy_server(BenchData, None, uds=sys.argv[1])
+    else:
+        run_proxy_server(BenchData, 0)

@@ -8,7 +8,6 @@ import copy
 import importlib
 import json
 import os
-import signal
 import socket
 import ssl
 import threading
@@ -26,6 +25,7 @@ from ._errors import DataServeError
 from ._handler import HTTPDataHandler
 from ._lifecycle import STARTUP_FAILURE, State
 from ._listen import listen, url, warn_if_open
+from ._signals import signals_interrupt
 from ._token import resolve_token
 
 __all__ = ["RunningServer", "import_handler", "run_http_server", "serve"]
@@ -94,7 +94,7 @@ def run_http_server(
         else:
             server, app = _uvicorn_server(data_handler, app_options, options)
             print(f"dataserve: serving {name} on {listening.where} (press Ctrl-C to stop)", flush=True)
-            with _signals_interrupt(), contextlib.suppress(KeyboardInterrupt):
+            with signals_interrupt(), contextlib.suppress(KeyboardInterrupt):
                 server.run(sockets=[listening.sock])
             _raise_if_failed(app)
     print("dataserve: stopped", flush=True)
@@ -315,16 +315,3 @@ def _name(data_handler: object) -> str:
     if isinstance(data_handler, str):
         return data_handler.rpartition(":")[2]
     return data_handler.__name__ if isinstance(data_handler, type) else type(data_handler).__name__
-
-
-@contextlib.contextmanager
-def _signals_interrupt() -> Iterator[None]:
-    """Make SIGTERM stop the server like Ctrl-C: uvicorn re-raises it once it has shut down."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)

@@ -33,7 +33,7 @@ from multiprocessing.managers import BaseManager, RemoteError
 from typing import Any, Protocol, cast
 
 from ._errors import DataServeError, ServerUnavailable
-from ._server import _signals_interrupt
+from ._signals import signals_interrupt
 
 __all__ = ["RunningProxyServer", "get_proxy_class", "run_proxy_server", "serve_proxy"]
 
@@ -64,7 +64,7 @@ def run_proxy_server(
     guess: the default host serves this machine only; read docs/proxy.md before serving
     any other.
     """
-    with _signals_interrupt(), contextlib.suppress(KeyboardInterrupt):
+    with signals_interrupt(), contextlib.suppress(KeyboardInterrupt):
         server = _ProxyServer(proxy_class, _address(host, port, uds), authkey)
         try:
             print(
