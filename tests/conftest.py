@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 import socket
 import subprocess
@@ -146,17 +147,25 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = 10.0) ->
         time.sleep(0.01)
 
 
-def worker_pids(port: int) -> set[int]:
-    """The pids that answer ``/pid`` over fresh connections, 8 at a time, until two do (or 400 calls)."""
+def worker_pids(port: int | None = None, *, uds: str | os.PathLike[str] | None = None) -> set[int]:
+    """The pids that answer ``/pid`` over fresh connections, 8 at a time, until two do (or 30 s pass).
+
+    The server is on 127.0.0.1 at ``port``, or on the Unix socket ``uds``. A worker that is
+    still starting answers nothing, so the calls go on until both have answered.
+    """
     pids: set[int] = set()
 
     def pid() -> int:
-        with dataserve.HTTPDataClient(port, "http://127.0.0.1:", timeout=30) as client:
+        if uds is not None:
+            client = dataserve.HTTPDataClient(uds=uds, timeout=30)
+        else:
+            client = dataserve.HTTPDataClient(port, "http://127.0.0.1:", timeout=30)
+        with client:
             return int(client.send("/pid"))
 
+    deadline = time.monotonic() + 30
     with ThreadPoolExecutor(8) as pool:
-        for _ in range(50):
+        while len(pids) < 2 and time.monotonic() < deadline:
             pids.update(pool.map(lambda _: pid(), range(8)))
-            if len(pids) == 2:
-                break
+            time.sleep(0.01)
     return pids

@@ -219,7 +219,7 @@ def test_send_errors_print_one_line_and_exit_1(
     assert_one_error_line(err, *fragments)
 
 
-@pytest.mark.parametrize("port", [free_port(), 0])
+@pytest.mark.parametrize("port", [free_port(), 0], ids=["a free port", "port 0"])
 def test_send_without_a_server_says_where_it_looked(capsys: pytest.CaptureFixture[str], port: int) -> None:
     assert main(["send", "/x", "--port", str(port)]) == 1
     assert_one_error_line(

@@ -17,7 +17,7 @@ import pytest
 
 import dataserve
 from dataserve import AsyncHTTPDataClient, DataServeError, HTTPDataClient, ServerUnavailable
-from tests.conftest import EchoHandler, wait_for
+from tests.conftest import EchoHandler, wait_for, worker_pids
 
 pytestmark = pytest.mark.usefixtures("server_lane")
 
@@ -147,4 +147,39 @@ def test_run_http_server_on_a_socket_prints_it_and_removes_it_when_stopped(
             process.wait(10)
     assert process.returncode == 0, err
     assert out == "dataserve: stopped\n"
+    assert not socket_path.exists()
+
+
+WORKERS_SCRIPT = """
+import os, sys
+from dataserve import HTTPDataHandler, run_http_server
+
+class Pid(HTTPDataHandler):
+    def handle_request(self, resource, payload):
+        return os.getpid()
+
+if __name__ == "__main__":
+    run_http_server(None, "workers_on_socket:Pid", uds=sys.argv[1], workers=2)
+"""
+
+
+def test_workers_share_one_unix_socket(tmp_path: Path, socket_path: Path) -> None:
+    (tmp_path / "workers_on_socket.py").write_text(textwrap.dedent(WORKERS_SCRIPT))
+    process = subprocess.Popen(
+        [sys.executable, "workers_on_socket.py", str(socket_path)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(socket_path.exists, "the server to make its socket", 30)
+        assert len(worker_pids(uds=socket_path)) == 2
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+    assert process.returncode == 0, err
     assert not socket_path.exists()
