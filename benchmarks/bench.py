@@ -105,8 +105,12 @@ class Servers:
     """dataserve with an ``async def`` handler."""
     unix: ServerProcess
     """dataserve with a plain handler on a Unix socket."""
+    unix_async: ServerProcess
+    """dataserve with an ``async def`` handler on a Unix socket."""
     workers: ServerProcess
     """dataserve with ``WORKERS`` workers, for calls per second."""
+    workers_async: ServerProcess
+    """The same with an ``async def`` handler."""
     proxy: ServerProcess
     proxy_unix: ServerProcess
     """The ProxyServer on a Unix socket."""
@@ -125,7 +129,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             partial(start_dataserve, 1, args.max_concurrency),
             partial(start_dataserve, 1, args.max_concurrency, "BenchAsyncHandler"),
             partial(start_dataserve, 1, args.max_concurrency, uds=str(sockets / "dataserve.sock")),
+            partial(
+                start_dataserve, 1, args.max_concurrency, "BenchAsyncHandler", str(sockets / "async.sock")
+            ),
             partial(start_dataserve, WORKERS, args.max_concurrency),
+            partial(start_dataserve, WORKERS, args.max_concurrency, "BenchAsyncHandler"),
             start_proxy,
             partial(start_proxy, str(sockets / "proxy.sock")),
         ):
@@ -171,19 +179,33 @@ def measure(plan: Plan, servers: Servers, pool: ClientPool) -> Results:
         connect("dataserve", servers.unix.address),
         connect("proxy", servers.proxy_unix.address),
     )
-    for bench in (plain, proxy, asynchronous, unix, proxy_unix):
+    unix_async = connect("dataserve", servers.unix_async.address)
+    for bench in (plain, proxy, asynchronous, unix, unix_async, proxy_unix):
         check(bench)
     short = short_program(plan, servers.plain.address, servers.proxy.address)
     p50, p99 = small_call_latency(plan, [plain, proxy])
     async_p50, _ = small_call_latency(plan, [asynchronous, proxy])
     uds_p50, _ = small_call_latency(plan, [unix, proxy_unix])
+    uds_async_p50, _ = small_call_latency(plan, [unix_async, proxy_unix])
     pair = [servers.plain, servers.proxy]
     round_trips = {size: bytes_round_trip(plan, size, [plain, proxy], pair) for size in plan.byte_sizes}
     array_rate = {size: array_round_trip(plan, size, [plain, proxy]) for size in plan.array_sizes}
-    calls = calls_per_second(plan, pool, servers.workers, servers.proxy)
+    calls = calls_per_second(plan, pool, servers.workers, servers.workers_async, servers.proxy)
     bytes_rate = {size: mb_per_second for size, (mb_per_second, _) in round_trips.items()}
     _, peak_memory = round_trips[max(plan.byte_sizes)]
-    return Results(short, p50, p99, async_p50, uds_p50, bytes_rate, array_rate, calls, WORKERS, peak_memory)
+    return Results(
+        short,
+        p50,
+        p99,
+        async_p50,
+        uds_p50,
+        uds_async_p50,
+        bytes_rate,
+        array_rate,
+        calls,
+        WORKERS,
+        peak_memory,
+    )
 
 
 def check(bench: Bench) -> None:
@@ -273,22 +295,33 @@ def array_round_trip(plan: Plan, size: int, benches: Sequence[Bench]) -> Pair:
 
 
 def calls_per_second(
-    plan: Plan, pool: ClientPool, workers: ServerProcess, proxy: ServerProcess
-) -> dict[tuple[int, int], Pair]:
-    """Small calls per second of each number of client processes, one at a time and in batches."""
+    plan: Plan, pool: ClientPool, workers: ServerProcess, workers_async: ServerProcess, proxy: ServerProcess
+) -> dict[tuple[int, int, bool], Pair]:
+    """Small calls per second, by client processes, calls per batch and whether the handler is async.
+
+    Each number of clients makes one call at a time and, but for a single client, batches of
+    ``plan.batch``; with the most clients, the ``async def`` handler is measured too.
+    """
     calls = {}
     for clients in plan.clients:
-        batches = (1,) if clients == 1 else (1, plan.batch)
+        kinds = [(1, False)] if clients == 1 else [(1, False), (plan.batch, False)]
+        if clients == max(plan.clients):
+            kinds.append((1, True))
         runs = [
-            *(
-                partial(pool.calls_per_second, "dataserve", workers.address, clients, plan.load_seconds, b)
-                for b in batches
-            ),
-            partial(pool.calls_per_second, "proxy", proxy.address, clients, plan.load_seconds),
+            partial(
+                pool.calls_per_second,
+                "dataserve",
+                (workers_async if is_async else workers).address,
+                clients,
+                plan.load_seconds,
+                batch,
+            )
+            for batch, is_async in kinds
         ]
+        runs.append(partial(pool.calls_per_second, "proxy", proxy.address, clients, plan.load_seconds))
         *ours, by_proxy = (statistics.median(server) for server in interleaved(plan.load_rounds, runs))
-        for batch, rate_ in zip(batches, ours, strict=True):
-            calls[clients, batch] = Pair(rate_, by_proxy)
+        for (batch, is_async), rate_ in zip(kinds, ours, strict=True):
+            calls[clients, batch, is_async] = Pair(rate_, by_proxy)
     return calls
 
 

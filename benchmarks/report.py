@@ -74,12 +74,15 @@ class Results:
     """Microseconds per small call, ``async def`` handler."""
     uds_p50: Pair
     """Microseconds per small call over a Unix socket, plain handler (each server on its own socket)."""
+    uds_async_p50: Pair
+    """The same with an ``async def`` handler."""
     bytes_rate: dict[int, Pair]
     """MB/s of a bytes round trip, by payload size in bytes."""
     array_rate: dict[int, Pair]
     """MB/s of a returned float64 array, by its number of elements."""
-    calls: dict[tuple[int, int], Pair]
-    """Small calls per second, by client processes and calls per batch (1: one call at a time)."""
+    calls: dict[tuple[int, int, bool], Pair]
+    """Small calls per second, by client processes, calls per batch (1: one call at a time) and
+    whether the handler is ``async def``."""
     workers: int
     """dataserve's worker processes in the calls-per-second measures."""
     peak_memory: Pair
@@ -130,20 +133,22 @@ def rows(results: Results) -> list[Row]:
         _row("Small call p50, plain handler (µs)", results.latency_p50, Target("<=", 2)),
         _row("Small call p99, plain handler (µs)", results.latency_p99),
         _row("Small call p50, `async def` handler (µs)", results.async_p50, Target("<=", 1.5)),
-        _row("Small call p50, Unix socket (µs)", results.uds_p50, Target("<=", 1.5)),
+        _row("Small call p50, Unix socket, plain handler (µs)", results.uds_p50, Target("<=", 1.5)),
+        _row("Small call p50, Unix socket, `async def` (µs)", results.uds_async_p50, Target("<=", 1.5)),
     ]
     for size, pair in results.bytes_rate.items():
         table.append(_row(f"Bytes round trip, {size_label(size)} (MB/s)", pair, BYTES_TARGETS.get(size)))
     for elements, pair in results.array_rate.items():
         label = f"float64 array returned, {size_label(8 * elements, decimal=True)} (MB/s)"
         table.append(_row(label, pair, ARRAY_TARGETS.get(elements)))
-    for (clients, batch), pair in results.calls.items():
+    for (clients, batch, is_async), pair in results.calls.items():
         target: Target | None
         if batch > 1:
             label = f"Calls/s, {_count(clients, 'client')}, `send_many` of {batch}"
             target = Target(">=", 1.5)
         else:
-            label = f"Calls/s, {_count(clients, 'client')}, one call at a time"
+            label = f"Calls/s, {_count(clients, 'client')}, one at a time"
+            label += ", `async def`" if is_async else ""
             target = Target(">=", 1) if clients >= 8 else None
         table.append(_row(label, pair, target))
     memory, payload = results.peak_memory, results.memory_payload
@@ -213,8 +218,14 @@ def chart(results: Results, path: Path) -> None:
         axes.set_xticks(list(positions), labels)
         axes.legend()
 
-    latency_pairs = [results.latency_p50, results.latency_p99, results.async_p50, results.uds_p50]
-    bars(latency, ["p50", "p99", "p50 async", "p50 Unix"], latency_pairs)
+    latency_pairs = [
+        results.latency_p50,
+        results.latency_p99,
+        results.async_p50,
+        results.uds_p50,
+        results.uds_async_p50,
+    ]
+    bars(latency, ["p50", "p99", "p50\nasync", "p50\nUnix", "p50 Unix\nasync"], latency_pairs)
     latency.set_title("Small call latency (lower is better)")
     latency.set_ylabel("µs")
 
@@ -225,8 +236,10 @@ def chart(results: Results, path: Path) -> None:
     rates.set_ylabel("MB/s")
 
     call_labels = [
-        f"{clients} clients\n" + ("one at a time" if batch == 1 else f"batches of {batch}")
-        for clients, batch in results.calls
+        f"{clients} clients\n"
+        + ("one at a time" if batch == 1 else f"batches of {batch}")
+        + ("\nasync" if is_async else "")
+        for clients, batch, is_async in results.calls
     ]
     bars(calls, call_labels, list(results.calls.values()))
     calls.set_title(
