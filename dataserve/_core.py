@@ -62,7 +62,6 @@ class CallCore:
         self.max_body_size = max_body_size
         self.is_async = inspect.iscoroutinefunction(handler.handle_request)
         self.threads = HandlerThreads(max_concurrency, f"dataserve {self.name}")
-        self._tasks: set[asyncio.Task[Any]] = set()
 
     def refusal(self, path: str, headers: Sequence[tuple[bytes, bytes]], length: int | None) -> Reply | None:
         """The reply to a call refused from its head alone, or None to read its body and go on.
@@ -126,19 +125,19 @@ class CallCore:
         """Start a call as ``call`` does and hand its reply to ``done`` on ``loop``, the running loop.
 
         A plain handler that is ready takes the call from here without a task; otherwise the
-        task that runs it is returned, for the lane to follow.
+        task that runs it is returned, which the lane must keep until it is done (the event
+        loop keeps only a weak reference to a task).
         """
         if self.takes_threads:
             self.threads.submit(loop, self.respond, (resource, body, content_type), done)
             return None
+        if self.lifecycle.state is State.READY:
+            return loop.create_task(self._answer_async(resource, body, content_type, done))
 
         async def run() -> None:
             done(await self.call(resource, body, content_type))
 
-        task = loop.create_task(run())
-        self._tasks.add(task)  # a task nothing refers to may be collected before it is done
-        task.add_done_callback(self._tasks.discard)
-        return task
+        return loop.create_task(run())
 
     def _not_ready(self) -> Reply:
         error = self.lifecycle.error
@@ -159,6 +158,11 @@ class CallCore:
         except Exception as exc:
             return self._failed(resource, exc)
         return self._reply(resource, reply)
+
+    async def _answer_async(
+        self, resource: str, body: bytes, content_type: str | None, done: Callable[[Reply], None]
+    ) -> None:
+        done(await self._respond_async(resource, body, content_type))
 
     async def _respond_async(self, resource: str, body: bytes, content_type: str | None) -> Reply:
         try:
