@@ -236,9 +236,7 @@ def chart(results: Results, path: Path) -> None:
     rates.set_ylabel("MB/s")
 
     call_labels = [
-        f"{clients} clients\n"
-        + ("one at a time" if batch == 1 else f"batches of {batch}")
-        + ("\nasync" if is_async else "")
+        f"{clients}" + (f"\nbatches of {batch}" if batch > 1 else "") + ("\nasync" if is_async else "")
         for clients, batch, is_async in results.calls
     ]
     bars(calls, call_labels, list(results.calls.values()))
