@@ -9,6 +9,7 @@ runs under any ASGI server; dataserve's own server also answers plain calls with
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
@@ -21,10 +22,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from . import _descriptors as descriptors
 from ._buffers import BodyBuffer
-from ._core import DEFAULT_MAX_BODY_SIZE, MAX_HEADER_BYTES, CallCore, json_error
+from ._core import DEFAULT_MAX_BODY_SIZE, GONE, MAX_HEADER_BYTES, CallCore
+from ._errors import error_reply
 from ._handler import HTTPDataHandler
 from ._lifecycle import State
+from ._limits import Limits
 from ._wire import HEALTH_PATH, Reply
 
 __all__ = ["DEFAULT_MAX_BODY_SIZE", "HEALTH_PATH", "MAX_HEADER_BYTES", "DataApp", "create_app"]
@@ -40,6 +44,7 @@ def create_app(
     max_concurrency: int = 1,
     token: str | None = None,
     max_body_size: int | None = DEFAULT_MAX_BODY_SIZE,
+    limits: Limits | None = None,
 ) -> DataApp:
     """Return the ASGI app that serves ``data_handler`` at every PUT path.
 
@@ -49,7 +54,8 @@ def create_app(
     ``max_concurrency`` calls at once (one by default, as in the original server); an
     ``async def`` one runs on the event loop. With a ``token`` (or ``$DATASERVE_TOKEN``)
     only calls that carry it are answered. Bodies over ``max_body_size`` bytes are
-    refused (None takes any size). The app can be mounted into any Starlette or FastAPI app.
+    refused (None takes any size); ``limits`` holds the server's other limits (see
+    ``Limits``). The app can be mounted into any Starlette or FastAPI app.
     """
     return DataApp(
         _as_handler(data_handler),
@@ -57,6 +63,7 @@ def create_app(
         max_concurrency=max_concurrency,
         token=token,
         max_body_size=max_body_size,
+        limits=limits,
     )
 
 
@@ -77,9 +84,15 @@ class DataApp(Starlette):
         max_concurrency: int = 1,
         token: str | None = None,
         max_body_size: int | None = DEFAULT_MAX_BODY_SIZE,
+        limits: Limits | None = None,
     ) -> None:
         self.core = CallCore(
-            handler, debug=debug, max_concurrency=max_concurrency, token=token, max_body_size=max_body_size
+            handler,
+            debug=debug,
+            max_concurrency=max_concurrency,
+            token=token,
+            max_body_size=max_body_size,
+            limits=limits,
         )
         self.handler = handler
         self.lifecycle = self.core.lifecycle
@@ -99,10 +112,15 @@ class DataApp(Starlette):
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: object = None) -> AsyncIterator[None]:
+        self.lifecycle.start()
+        watch = asyncio.ensure_future(descriptors.watch())
         try:
-            async with self.lifecycle.lifespan(app):
-                yield
+            yield
         finally:
+            watch.cancel()
+            self.core.stopping()
+            tear_down = await self.core.wind_down()  # calls still open are answered first
+            await self.lifecycle.stop(tear_down=tear_down)
             self.core.threads.stop()
 
     async def _health(self, request: Request) -> Response:
@@ -138,23 +156,59 @@ class _CallEndpoint:
         headers: list[tuple[bytes, bytes]] = scope["headers"]
         length = _content_length(headers)
         refused = core.refusal(path, headers, length)
+        if refused is None and scope["method"] == "HEAD":
+            refused = Reply(200, {}, b"")
+        if refused is None:
+            refused = core.admit(length or 0)
         if refused is not None:
             await send_reply(send, refused)
             return
-        if scope["method"] == "HEAD":
-            await send_reply(send, Reply(200, {}, b""))
-            return
+        held = length or 0
         try:
-            body = await _read_body(receive, length, core.max_body_size)
-        except _Disconnected:
-            return  # nobody is left to answer
-        if body is None:
-            await send_reply(send, core.too_large())
-            return
+            try:
+                body = await _read_body(receive, length, core.max_body_size)
+            except _Disconnected:
+                body = None
+                reply: Reply | None = None  # nobody is left to answer
+            else:
+                reply = core.too_large() if body is None else None
+            if body is None:
+                core.admission.drop()
+                if reply is not None:
+                    await send_reply(send, reply)
+                return
+            if length is None:  # a chunked body counts once it is in
+                core.admission.hold(len(body))
+                held = len(body)
+            await self._answer(scope, receive, send, path, body)
+        finally:
+            core.admission.release(held)
+
+    async def _answer(self, scope: Scope, receive: Receive, send: Send, path: str, body: bytes) -> None:
+        """Run the call, while watching for its caller to go, and send its reply."""
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
         content_type = next(
             (value.decode("latin-1") for name, value in headers if name == b"content-type"), None
         )
-        await send_reply(send, await core.call(path, body, content_type))
+        gone = asyncio.Event()
+        watch = asyncio.ensure_future(_wait_for_disconnect(receive, gone))
+        try:
+            reply = await self.core.call(path, body, content_type, gone.is_set)
+        except asyncio.CancelledError:
+            # The server cuts calls still running past its grace period: the caller hears so.
+            await send_reply(send, self.core.cut_reply())
+            raise
+        finally:
+            watch.cancel()
+        if reply is not GONE:
+            await send_reply(send, reply)
+
+
+async def _wait_for_disconnect(receive: Receive, gone: asyncio.Event) -> None:
+    """Set ``gone`` once the server says the client has disconnected (the body is all read by now)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    gone.set()
 
 
 class _Disconnected(Exception):
@@ -209,10 +263,10 @@ async def send_reply(send: Send, reply: Reply) -> None:
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code != 405:
-        return _response(json_error(exc.status_code, "http_error", exc.detail))
+        return _response(error_reply(exc.status_code, "http_error", exc.detail))
     allowed = (exc.headers or {}).get("Allow", "").split(",")
     allow = ", ".join(sorted(method.strip() for method in allowed))
-    reply = json_error(
+    reply = error_reply(
         405, "method_not_allowed", f"{request.method} is not allowed on {request.url.path}: send {allow}"
     )
     reply.headers["allow"] = allow

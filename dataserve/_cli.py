@@ -14,9 +14,9 @@ from ._app import DEFAULT_MAX_BODY_SIZE
 from ._client import DEFAULT_TIMEOUT, HTTPDataClient
 from ._codec import encode
 from ._errors import DataServeError, RemoteError
-from ._handler import HTTPDataHandler
+from ._handler import HTTPDataHandler, import_handler
 from ._progress import call
-from ._server import import_handler, run_http_server, serve
+from ._server import run_http_server, serve
 from ._token import TOKEN_ENV
 from ._url import base_url
 

@@ -22,6 +22,7 @@ as a 0-d array, which keeps its dtype.
 
 from __future__ import annotations
 
+import codecs
 import json
 import re
 import sys
@@ -30,7 +31,7 @@ from typing import Any
 from ._errors import PayloadError
 from ._npy import NPY, decode_npy, encode_npy
 
-__all__ = ["BYTES", "JSON", "NPY", "TEXT", "decode", "encode"]
+__all__ = ["BYTES", "CHARSETS", "JSON", "NPY", "TEXT", "decode", "encode", "is_json"]
 
 TEXT = "text/plain; charset=utf-8"
 JSON = "application/json"
@@ -91,7 +92,7 @@ def decode(body: bytes | bytearray, content_type: str | None) -> Any:
         )
     media_type, _, params = content_type.partition(";")
     media_type = media_type.strip().lower()
-    if media_type == "application/json" or media_type.endswith("+json"):
+    if _is_json_media(media_type):
         return _decode_json(body)
     if media_type == "application/octet-stream":
         return bytes(body)  # The same object for bytes; a copy only of a bytearray.
@@ -105,16 +106,52 @@ def decode(body: bytes | bytearray, content_type: str | None) -> Any:
     )
 
 
+CHARSETS = frozenset(
+    {
+        "utf-8",
+        "utf-8-sig",
+        "ascii",
+        "iso8859-1",
+        "iso8859-15",
+        "cp1252",
+        "utf-16",
+        "utf-16-le",
+        "utf-16-be",
+        "utf-32",
+        "utf-32-le",
+        "utf-32-be",
+    }
+)
+"""The charsets text is taken in, by Python's names for them (``latin-1`` is ``iso8859-1``): those
+people send, whose decoders take time in proportion to the text and make no lone surrogates.
+Others (``punycode``'s decoder takes time in proportion to the square of the text, ``utf-7``'s
+makes lone surrogates) are refused with 415."""
+
+
+def is_json(content_type: str | None) -> bool:
+    """Whether a body of ``content_type`` is decoded as JSON."""
+    return content_type is not None and _is_json_media(content_type.partition(";")[0].strip().lower())
+
+
+def _is_json_media(media_type: str) -> bool:
+    return media_type == "application/json" or media_type.endswith("+json")
+
+
 def _decode_text(body: bytes | bytearray, charset: str) -> str:
     try:
-        text = body.decode(charset)
-        if charset.lower() not in ("utf-8", "utf8"):
-            text.encode("utf-8")  # Some codecs (utf-7, unicode_escape) can make lone surrogates.
+        name = codecs.lookup(charset).name
+    except LookupError:
+        name = ""
+    if name not in CHARSETS:
+        raise PayloadError(
+            f"charset {charset!r} is not taken; send text as utf-8 (or one of utf-16, utf-32, "
+            "latin-1, cp1252, ascii)",
+            status=415,
+        )
+    try:
+        return body.decode(name)
     except UnicodeError as exc:
         raise PayloadError(f"the body is not valid {charset} text: {exc}", status=400) from None
-    except LookupError:
-        raise PayloadError(f"unknown charset {charset!r}; send text as utf-8", status=415) from None
-    return text
 
 
 def _charset(params: str) -> str:

@@ -1,11 +1,11 @@
 """What one call means, whichever server lane carries it.
 
-A lane reads a request and hands its parts here: its path and headers to ``refusal`` before
-the body is read, then the body to ``call`` (or ``start``), which decodes it, runs the
-handler (a plain one in a handler thread, an ``async def`` one on the event loop) and
-encodes its reply or its failure. Every reply, a refusal included, is a ``Reply`` that the
-lane writes as it is. The two lanes are the Starlette route (``_app``) and dataserve's own
-uvicorn protocol (``_protocol``).
+A lane reads a request and hands its parts here: its path and headers to ``refusal`` and
+``admit`` before the body is read, then the body to ``call`` (or ``start``), which decodes
+it, runs the handler (a plain one in a handler thread, an ``async def`` one on the event
+loop) and encodes its reply or its failure. Every reply, a refusal included, is a ``Reply``
+that the lane writes as it is. The two lanes are the Starlette route (``_app``) and
+dataserve's own uvicorn protocol (``_protocol``).
 """
 
 from __future__ import annotations
@@ -13,19 +13,22 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ._codec import decode, encode
-from ._errors import PayloadError, error_body
+from ._admission import Admission
+from ._codec import decode, encode, is_json
+from ._errors import PayloadError, error_reply
 from ._handler import HTTPDataHandler
-from ._lifecycle import Lifecycle, State
+from ._lifecycle import Lifecycle
+from ._limits import Limits
 from ._threads import HandlerThreads
 from ._token import refusal, resolve_token
 from ._wire import Reply
 
-__all__ = ["DEFAULT_MAX_BODY_SIZE", "MAX_HEADER_BYTES", "CallCore", "json_error"]
+__all__ = ["DEFAULT_MAX_BODY_SIZE", "GONE", "MAX_HEADER_BYTES", "CallCore"]
 
 MAX_HEADER_BYTES = 64 * 1024
 """The most bytes of request headers a call may carry; more are refused with 431."""
@@ -33,9 +36,16 @@ MAX_HEADER_BYTES = 64 * 1024
 DEFAULT_MAX_BODY_SIZE = 1 << 30
 """The largest request body a server takes by default (1 GiB): larger ones are refused with 413."""
 
-logger = logging.getLogger("dataserve")
+GONE = Reply(499, {}, b"")
+"""The "reply" to a call whose caller went away before the handler took it: it is never sent."""
 
-_JSON = {"content-type": "application/json"}
+_OFF_LOOP = 1 << 20
+"""Bodies from this size on are decoded in a thread for an ``async def`` handler, off the event loop."""
+
+_TEARDOWN_WAIT = 1.0
+"""Seconds ``wind_down`` waits for calls the handler is still running before it skips ``teardown()``."""
+
+logger = logging.getLogger("dataserve")
 
 
 class CallCore:
@@ -49,6 +59,7 @@ class CallCore:
         max_concurrency: int = 1,
         token: str | None = None,
         max_body_size: int | None = DEFAULT_MAX_BODY_SIZE,
+        limits: Limits | None = None,
     ) -> None:
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be 1 or more, not {max_concurrency}")
@@ -60,11 +71,15 @@ class CallCore:
         self.debug = debug
         self.token = resolve_token(token)
         self.max_body_size = max_body_size
+        self.limits = limits or Limits()
         self.is_async = inspect.iscoroutinefunction(handler.handle_request)
         self.threads = HandlerThreads(max_concurrency, f"dataserve {self.name}")
+        self.admission = Admission(self.name, self.limits.max_queue, self.limits.max_memory)
+
+    # Before the body
 
     def refusal(self, path: str, headers: Sequence[tuple[bytes, bytes]], length: int | None) -> Reply | None:
-        """The reply to a call refused from its head alone, or None to read its body and go on.
+        """The reply to a call refused from its head alone, or None to go on and ``admit`` it.
 
         ``path`` is the decoded request path relative to the app, ``headers`` the request's
         headers with lower-case names, and ``length`` its declared Content-Length, if any.
@@ -74,12 +89,12 @@ class CallCore:
             message = (
                 f"the request's headers take {header_bytes:,} bytes, over the {MAX_HEADER_BYTES:,} allowed"
             )
-            return json_error(431, "headers_too_large", message)
+            return error_reply(431, "headers_too_large", message)
         if self.token is not None:
             given = next((value for name, value in headers if name == b"authorization"), None)
             refused = refusal(None if given is None else given.decode("latin-1"), self.token)
             if refused is not None:
-                reply = json_error(401, "unauthorized", refused)
+                reply = error_reply(401, "unauthorized", refused)
                 reply.headers["www-authenticate"] = "Bearer"
                 return reply
         segments = path.split("/")
@@ -88,10 +103,24 @@ class CallCore:
                 f"the resource {path!r} has a '.' or '..' segment or a NUL character; "
                 "name resources plainly, such as /data/xdata"
             )
-            return json_error(400, "bad_resource", message)
-        if length is not None and self.max_body_size is not None and length > self.max_body_size:
-            return self.too_large()
+            return error_reply(400, "bad_resource", message)
+        if length is not None:
+            if self.max_body_size is not None and length > self.max_body_size:
+                return self.too_large()
+            max_json = self.limits.max_json_size
+            if max_json is not None and length > max_json:
+                content_type = next((value for name, value in headers if name == b"content-type"), None)
+                if is_json(None if content_type is None else content_type.decode("latin-1")):
+                    return self._json_too_large()
         return None
+
+    def admit(self, size: int) -> Reply | None:
+        """Admit a call whose body takes ``size`` bytes, or refuse it with 503 (max_queue, max_memory).
+
+        An admitted call must end with ``call``, ``respond`` or ``admission.drop()``, and its
+        ``size`` be released once its lane is done with the body.
+        """
+        return self.admission.admit(size)
 
     def too_large(self) -> Reply:
         """The reply to a body over ``max_body_size``."""
@@ -99,20 +128,38 @@ class CallCore:
             f"the body is larger than this server takes ({self.max_body_size:,} bytes): send less, "
             "or start the server with a larger max_body_size"
         )
-        return json_error(413, "payload_too_large", message)
+        return error_reply(413, "payload_too_large", message)
 
-    async def call(self, resource: str, body: bytes, content_type: str | None) -> Reply:
-        """The reply to a call of ``resource`` with ``body``, once the handler is ready."""
-        if await self.lifecycle.ready() is not State.READY:
-            return self._not_ready()
-        if self.is_async:
-            return await self._respond_async(resource, body, content_type)
-        return await self.threads.run(self.respond, resource, body, content_type)
+    def _json_too_large(self) -> Reply:
+        return error_reply(413, "payload_too_large", self._json_limit())
+
+    def _json_limit(self) -> str:
+        return (
+            f"a JSON body is taken up to {self.limits.max_json_size:,} bytes (max_json_size): send large "
+            "data as bytes or a NumPy array, or start the server with a larger max_json_size"
+        )
+
+    # The call
 
     @property
     def takes_threads(self) -> bool:
         """Whether calls can go to the handler threads at once: a plain handler, and ready."""
-        return not self.is_async and self.lifecycle.state is State.READY
+        return not self.is_async and self.lifecycle.state.serves
+
+    async def call(
+        self, resource: str, body: bytes, content_type: str | None, gone: Callable[[], bool] | None = None
+    ) -> Reply:
+        """The reply to an admitted call of ``resource`` with ``body``, once the handler is ready.
+
+        ``gone`` says whether the caller has gone: then the handler does not take the call,
+        and the reply is GONE.
+        """
+        if not (await self.lifecycle.ready()).serves:
+            self.admission.drop()
+            return self._not_ready()
+        if self.is_async:
+            return await self._respond_async(resource, body, content_type, gone)
+        return await self.threads.run(self.respond, resource, body, content_type, gone)
 
     def start(
         self,
@@ -120,24 +167,91 @@ class CallCore:
         resource: str,
         body: bytes,
         content_type: str | None,
+        gone: Callable[[], bool],
         done: Callable[[Reply], None],
     ) -> asyncio.Task[None] | None:
-        """Start a call as ``call`` does and hand its reply to ``done`` on ``loop``, the running loop.
+        """Start an admitted call as ``call`` does; its reply goes to ``done`` on ``loop``, the running loop.
 
         A plain handler that is ready takes the call from here without a task; otherwise the
         task that runs it is returned, which the lane must keep until it is done (the event
         loop keeps only a weak reference to a task).
         """
         if self.takes_threads:
-            self.threads.submit(loop, self.respond, (resource, body, content_type), done)
+            self.threads.submit(loop, self.respond, (resource, body, content_type, gone), done)
             return None
-        if self.lifecycle.state is State.READY:
-            return loop.create_task(self._answer_async(resource, body, content_type, done))
+        if self.lifecycle.state.serves:
+            return loop.create_task(self._answer_async(resource, body, content_type, gone, done))
 
         async def run() -> None:
-            done(await self.call(resource, body, content_type))
+            done(await self.call(resource, body, content_type, gone))
 
         return loop.create_task(run())
+
+    def respond(
+        self, resource: str, body: bytes, content_type: str | None, gone: Callable[[], bool] | None = None
+    ) -> Reply:
+        """The reply of a plain handler to one admitted call: run it in a handler thread.
+
+        A call whose caller is ``gone`` by now is dropped before the handler sees it (GONE).
+        """
+        if gone is not None and gone():
+            self.admission.drop()
+            return GONE
+        number = self.admission.begin(resource)
+        try:
+            try:
+                payload = self._decode(body, content_type)
+            except PayloadError as exc:
+                return _refused(exc)
+            try:
+                reply = self.handler.handle_request(resource, payload)
+            except Exception as exc:
+                return self._failed(resource, exc)
+            return self._reply(resource, reply)
+        finally:
+            self.admission.end(number)
+
+    async def _answer_async(
+        self,
+        resource: str,
+        body: bytes,
+        content_type: str | None,
+        gone: Callable[[], bool] | None,
+        done: Callable[[Reply], None],
+    ) -> None:
+        done(await self._respond_async(resource, body, content_type, gone))
+
+    async def _respond_async(
+        self, resource: str, body: bytes, content_type: str | None, gone: Callable[[], bool] | None
+    ) -> Reply:
+        if gone is not None and gone():
+            self.admission.drop()
+            return GONE
+        # An async handler's calls keep their place in the queue while they run: they do not wait.
+        number = self.admission.begin(resource, leave_queue=False)
+        try:
+            try:
+                if len(body) >= _OFF_LOOP:  # decoding holds the GIL, but not the event loop's turn
+                    payload = await asyncio.get_running_loop().run_in_executor(
+                        None, self._decode, body, content_type
+                    )
+                else:
+                    payload = self._decode(body, content_type)
+            except PayloadError as exc:
+                return _refused(exc)
+            try:
+                reply = await self.handler.handle_request(resource, payload)
+            except Exception as exc:
+                return self._failed(resource, exc)
+            return self._reply(resource, reply)
+        finally:
+            self.admission.end(number, leave_queue=True)
+
+    def _decode(self, body: bytes, content_type: str | None) -> Any:
+        max_json = self.limits.max_json_size
+        if max_json is not None and len(body) > max_json and is_json(content_type):
+            raise PayloadError(self._json_limit(), status=413)
+        return decode(body, content_type)
 
     def _not_ready(self) -> Reply:
         error = self.lifecycle.error
@@ -145,61 +259,75 @@ class CallCore:
             message = f"{self.name}.setup() failed ({type(error).__name__}: {error}); the server is stopping"
         else:
             message = f"the server of {self.name} is stopping"
-        return json_error(503, "unavailable", message)
-
-    def respond(self, resource: str, body: bytes, content_type: str | None) -> Reply:
-        """The reply of a plain handler to one call: run it in a handler thread."""
-        try:
-            payload = decode(body, content_type)
-        except PayloadError as exc:
-            return _refused(exc)
-        try:
-            reply = self.handler.handle_request(resource, payload)
-        except Exception as exc:
-            return self._failed(resource, exc)
-        return self._reply(resource, reply)
-
-    async def _answer_async(
-        self, resource: str, body: bytes, content_type: str | None, done: Callable[[Reply], None]
-    ) -> None:
-        done(await self._respond_async(resource, body, content_type))
-
-    async def _respond_async(self, resource: str, body: bytes, content_type: str | None) -> Reply:
-        try:
-            payload = decode(body, content_type)
-        except PayloadError as exc:
-            return _refused(exc)
-        try:
-            reply = await self.handler.handle_request(resource, payload)
-        except Exception as exc:
-            return self._failed(resource, exc)
-        return self._reply(resource, reply)
+        return error_reply(503, "unavailable", message)
 
     def _failed(self, resource: str, exc: Exception) -> Reply:
         logger.error("%s.handle_request failed on %s", self.name, resource, exc_info=exc)
         extra = {"exception": type(exc).__name__}
         if self.debug:
             extra["traceback"] = "".join(traceback.format_exception(exc))
-        return json_error(500, "handler_error", str(exc), **extra)
+        return error_reply(500, "handler_error", str(exc), **extra)
 
     def _reply(self, resource: str, reply: Any) -> Reply:
         if reply is None:
-            return json_error(404, "not_found", f"{self.name} does not handle the resource {resource!r}")
+            return error_reply(404, "not_found", f"{self.name} does not handle the resource {resource!r}")
         try:
             body, content_type = encode(reply)
         except PayloadError as exc:
             message = f"{self.name}.handle_request returned a value that cannot be sent: {exc}"
             logger.error("%s", message)
-            return json_error(500, "handler_error", message, exception="PayloadError")
+            return error_reply(500, "handler_error", message, exception="PayloadError")
         return Reply(200, {"content-type": content_type}, body)
 
+    # The end
 
-def json_error(status: int, error: str, message: str, **extra: str) -> Reply:
-    """A reply whose JSON body ``{"error": ..., "message": ...}`` says why the call failed."""
-    return Reply(status, dict(_JSON), error_body(error, message, **extra))
+    def stopping(self) -> None:
+        """The server has begun to stop: the health check says so; calls under way go on."""
+        self.lifecycle.stopping()
+
+    def cut_reply(self) -> Reply:
+        """The reply to a call the server stopped before it was answered: it may have run."""
+        message = (
+            f"the server stopped before {self.name} answered the call (past its shutdown grace period); "
+            "the call may have run"
+        )
+        reply = error_reply(503, "stopped", message)
+        reply.headers["retry-after"] = "1"
+        return reply
+
+    async def wind_down(self) -> bool:
+        """Answer every call still open with 503, and say whether ``teardown()`` may run.
+
+        It may once no call is in the handler: a handler stuck in ``handle_request`` keeps
+        ``teardown()`` from running under it.
+        """
+        running = list(self.admission.running.values())
+        cut = self.admission.cut_all(self.cut_reply())
+        if cut:
+            now = time.monotonic()
+            calls = ", ".join(f"{call.resource} ({now - call.started:.1f} s)" for call in running)
+            logger.warning(
+                "the server stopped past its grace period with %d call(s) unanswered, cut with 503; "
+                "in %s.handle_request: %s",
+                cut,
+                self.name,
+                calls or "none",
+            )
+        deadline = time.monotonic() + _TEARDOWN_WAIT
+        while self.admission.running and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        if self.admission.running:
+            resources = ", ".join(call.resource for call in self.admission.running.values())
+            logger.warning(
+                "%s.teardown() is not run: handle_request is still running on %s", self.name, resources
+            )
+            return False
+        return True
 
 
 def _refused(exc: PayloadError) -> Reply:
+    if exc.status == 413:
+        return error_reply(413, "payload_too_large", str(exc))
     if exc.status == 415:
-        return json_error(415, "unsupported_media_type", str(exc))
-    return json_error(400, "bad_payload", str(exc))
+        return error_reply(415, "unsupported_media_type", str(exc))
+    return error_reply(400, "bad_payload", str(exc))

@@ -24,6 +24,7 @@ __all__ = [
     "ResourceNotFound",
     "ServerUnavailable",
     "error_body",
+    "error_reply",
     "status_error",
     "unavailable",
 ]
@@ -83,6 +84,11 @@ def error_body(error: str, message: str, **extra: str) -> bytes:
     """The JSON body ``{"error": ..., "message": ...}`` that every refusal and failure carries."""
     body = {"error": error, "message": message, **extra}
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def error_reply(status: int, error: str, message: str, **extra: str) -> Reply:
+    """A reply whose JSON body ``{"error": ..., "message": ...}`` says why the call failed."""
+    return Reply(status, {"content-type": "application/json"}, error_body(error, message, **extra))
 
 
 def status_error(reply: Reply, where: str, resource: str) -> DataServeError:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
-__all__ = ["HTTPDataHandler"]
+from ._errors import DataServeError
+
+__all__ = ["HTTPDataHandler", "import_handler"]
 
 
 class HTTPDataHandler:
@@ -39,3 +42,32 @@ class HTTPDataHandler:
         raise NotImplementedError(
             f"{type(self).__name__} must override handle_request(self, resource, payload)"
         )
+
+
+def import_handler(path: str) -> type[HTTPDataHandler] | HTTPDataHandler:
+    """The handler class (or instance) that an import path such as ``"mymodule:MyHandler"`` names.
+
+    Raises DataServeError, saying what is wrong, if it does not import or is not a handler.
+    """
+    module_name, _, attribute = path.partition(":")
+    if not module_name or not attribute:
+        raise DataServeError(
+            f"{path!r} is not an import path: write it as module:ClassName, such as mymodule:MyHandler"
+        )
+    try:
+        found: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise DataServeError(f"cannot import module {module_name!r} of {path!r}: {exc}") from None
+    except Exception as exc:
+        raise DataServeError(
+            f"importing {module_name!r} of {path!r} raised {type(exc).__name__}: {exc}"
+        ) from None
+    for part in attribute.split("."):
+        try:
+            found = getattr(found, part)
+        except AttributeError:
+            raise DataServeError(f"module {module_name!r} has no {attribute!r} (from {path!r})") from None
+    is_handler_class = isinstance(found, type) and issubclass(found, HTTPDataHandler)
+    if not (is_handler_class or isinstance(found, HTTPDataHandler)):
+        raise DataServeError(f"{path!r} is {found!r}, not a subclass of dataserve.HTTPDataHandler")
+    return found  # type: ignore[no-any-return]

@@ -29,8 +29,15 @@ class State(enum.Enum):
     IDLE = "idle"
     STARTING = "starting"
     READY = "ready"
+    STOPPING = "stopping"
+    """Ready for the calls already under way, but the server is stopping: not ready for new ones."""
     FAILED = "failed"
     STOPPED = "stopped"
+
+    @property
+    def serves(self) -> bool:
+        """Whether the handler takes calls: ready, or stopping with calls still to answer."""
+        return self in (State.READY, State.STOPPING)
 
 
 class Lifecycle:
@@ -54,6 +61,7 @@ class Lifecycle:
         self.error: BaseException | None = None
         self._settled: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
+        self._tear_down = True
 
     def start(self) -> None:
         """Begin ``setup()`` in the background; only the first call in a process does anything."""
@@ -66,8 +74,14 @@ class Lifecycle:
             self.state = State.STARTING
         self._task = asyncio.get_running_loop().create_task(self._live(), name=f"dataserve {self.name}")
 
-    async def stop(self) -> None:
-        """Run ``teardown()`` if ``setup()`` finished; abandon a ``setup()`` still running."""
+    def stopping(self) -> None:
+        """The server has begun to stop: the health check answers 503 from now on."""
+        if self.state is State.READY:
+            self.state = State.STOPPING
+
+    async def stop(self, *, tear_down: bool = True) -> None:
+        """Run ``teardown()`` if ``setup()`` finished and ``tear_down``; abandon a ``setup()`` under way."""
+        self._tear_down = tear_down
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -109,10 +123,11 @@ class Lifecycle:
             await asyncio.Event().wait()
         finally:
             self.state = State.STOPPED
-            try:
-                await _call(self.handler.teardown)
-            except Exception:
-                logger.exception("%s.teardown() failed", self.name)
+            if self._tear_down:
+                try:
+                    await _call(self.handler.teardown)
+                except Exception:
+                    logger.exception("%s.teardown() failed", self.name)
 
     def _settle(self, state: State) -> None:
         assert self._settled is not None

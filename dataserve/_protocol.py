@@ -1,25 +1,29 @@
-"""dataserve's own uvicorn protocol: plain calls answered without an ASGI task, all else as uvicorn does.
+"""dataserve's own uvicorn protocol: plain calls answered without an ASGI task, and every connection guarded.
 
 ``DataProtocol`` is uvicorn's httptools protocol, given to uvicorn through its public
-``Config(http=...)`` hook, with one lane added. A plain call (a PUT with a Content-Length,
-no ``Expect: 100-continue``, no upgrade) to a ``DataApp`` served on its own goes straight to
-the call core (``_core``), the same core the Starlette route adapts: its body is received
-into one buffer, a large one straight from the socket, and its reply's head and body are
-written together. Every other request (HEAD, GET /healthz, chunked bodies, other methods,
-an app that is not a DataApp or is mounted in another) goes through uvicorn's own code and
-the ASGI app, unchanged. The protocol also serves
-``uvicorn module:app --http dataserve._protocol:DataProtocol``.
+``Config(http=...)`` hook, with two things added.
 
-Pipelined calls are answered in order. Those of a plain handler run one after another in one
-handler thread as soon as their bodies are in (``_Runner``), rather than each waiting for the
-reply before it to be written, and the replies that are ready together go out in one write.
+The direct lane: a plain call (a PUT with a Content-Length, no ``Expect: 100-continue``, no
+upgrade) to a ``DataApp`` served on its own goes straight to the call core (``_core``), the
+same core the Starlette route adapts, as a ``DirectCall`` (``_direct``): its body is received
+into one buffer, a large one straight from the socket, and its reply's head and body are
+written together; pipelined calls run ahead in one handler thread, and replies ready together
+leave in one write. Every other request (HEAD, GET /healthz, chunked bodies, other methods, an
+app that is not a DataApp served alone) goes through uvicorn's own code and the ASGI app.
+
+The guards, on every request either way (``Limits``): a request's head must come whole within
+``head_timeout`` and stay under ``max_head_size`` (its target under ``max_target_size``) as
+its bytes arrive; a body must keep coming at ``min_body_rate``, a reply be taken at
+``min_send_rate``; at most ``max_connections`` are open; and a connection whose replies pile
+up unread stops reading more requests. The protocol also serves
+``uvicorn module:app --http dataserve._protocol:DataProtocol``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import threading
+import os
 import weakref
 from typing import Any
 from urllib.parse import unquote
@@ -33,9 +37,16 @@ from uvicorn.server import ServerState
 from ._app import DataApp
 from ._buffers import BodyBuffer
 from ._core import CallCore
+from ._direct import DirectCall, Runner
+from ._errors import error_body
+from ._limits import Limits
+from ._watch import WINDOW, RateWatch, warn
 from ._wire import Reply
 
-__all__ = ["DataProtocol"]
+__all__ = ["DIRECT_LANE_ENV", "DataProtocol", "HTTPProtocol"]
+
+DIRECT_LANE_ENV = "DATASERVE_DIRECT_LANE"
+"""Set to 0 to answer every call through uvicorn's own code and the ASGI app; the guards stay."""
 
 _READ = 64 * 1024
 """Bytes of the buffer every read goes into, but those that go straight into a body."""
@@ -47,12 +58,52 @@ the socket fills directly. Replies up to this size are joined to their head."""
 _PIPELINE_DEPTH = 32
 """Pipelined calls waiting their turn on one connection before it stops reading more."""
 
-_RUN_AT_ONCE = 16
-"""Calls of one connection a handler thread runs before it lets other connections' calls in."""
+_LINGER = 1 << 20
+_LINGER_TIME = 2.0
+"""Bytes, and seconds, that a refused connection is read and dropped for before it is closed."""
 
 
-class DataProtocol(HttpToolsProtocol, asyncio.BufferedProtocol):
-    """uvicorn's httptools protocol, with a direct lane for the plain calls of a DataApp."""
+class DataProtocol(asyncio.BufferedProtocol):
+    """The protocol uvicorn is given: ``HTTPProtocol``, on reads into buffers of its own.
+
+    uvloop reads into a protocol's buffers (``get_buffer``) only for a protocol that is not an
+    ``asyncio.Protocol``, and uvicorn's httptools protocol, which ``HTTPProtocol`` extends, is
+    one; this one passes each event of the transport on to it.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        self.http = HTTPProtocol(config, server_state, app_state, _loop)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.http.connection_made(transport)  # type: ignore[arg-type]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.http.connection_lost(exc)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.http.get_buffer(sizehint)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.http.buffer_updated(nbytes)
+
+    def eof_received(self) -> None:
+        self.http.eof_received()
+
+    def pause_writing(self) -> None:
+        self.http.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.http.resume_writing()
+
+
+class HTTPProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, with a direct lane for the plain calls of a DataApp, and guards."""
 
     def __init__(
         self,
@@ -62,17 +113,78 @@ class DataProtocol(HttpToolsProtocol, asyncio.BufferedProtocol):
         _loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
-        self.core = _core_of(self.app) if config.limit_concurrency is None else None
+        core = self._app_core = _core_of(self.app)
+        self.limits = core.limits if core is not None else Limits()
+        direct = config.limit_concurrency is None and os.environ.get(DIRECT_LANE_ENV, "1") != "0"
+        self.core = core if direct else None
+        """The call core the direct lane takes plain calls to; None when it takes none."""
+        self.lost = False
+        """Whether the connection is gone: a call still waiting for the handler is dropped."""
+        self._admission = None if core is None else core.admission
         self._read = _read_buffer(self.loop)
-        self._into: _DirectCall | None = None
+        self._into: DirectCall | None = None
         """The direct call whose body is being received straight from the socket."""
-        self._current: _DirectCall | RequestResponseCycle | None = None
+        self._current: DirectCall | RequestResponseCycle | None = None
         """The request whose turn it is: the one answered now, or last."""
-        self._runner: _Runner | None = None
+        self._runner: Runner | None = None
         self._outgoing: list[bytes] = []
         self._flush_scheduled = False
+        self._held = 0
+        """Bytes of replies written that the transport may still hold, counted as held by the core."""
+        self._answered_later = False
+        """Whether the next request waits for the replies written to drain."""
+        # The guards' state
+        self._in_head = True
+        self._head_size = 0
+        self._url_parts: list[bytes] = []
+        self._target_size = 0
+        self._header_seen = False
+        self._refusal: tuple[int, str, str] | None = None
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._body_bytes = 0
+        self._body_watch: RateWatch | None = None
+        self._send_watch: RateWatch | None = None
+        self._dropping: int | None = None
+        """Bytes dropped since the connection was refused and closed for writing; None until then."""
 
-    # Reading: into the shared buffer and on to the parser, or straight into a body.
+    # The connection
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        limit = self.limits.max_connections
+        if len(self.connections) > limit:
+            warn(
+                "connections",
+                "refused a connection from %s: %d connections are open (max_connections %d)",
+                _peer(self.client),
+                len(self.connections) - 1,
+                limit,
+            )
+            message = f"the server has {limit} connections open (max_connections); try again shortly"
+            self._send_error(503, "overloaded", message, {"retry-after": "1"})
+            return
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self._outgoing.clear()
+        self._stop_watches()
+        self._release_held()
+        if self._into is not None:
+            self._into.end()
+            self._into = None
+        if self._runner is not None and self._runner.pending:
+            # The handler is still at the calls of a client that has gone: a stop waits for them too.
+            task = self.loop.create_task(self._runner.finished())
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+        super().connection_lost(exc)
+
+    def shutdown(self) -> None:
+        """uvicorn's server begins to stop: the health check says so from now on."""
+        if self._app_core is not None:
+            self._app_core.stopping()
+        super().shutdown()
 
     def get_buffer(self, sizehint: int) -> memoryview:
         if self._into is not None:
@@ -86,21 +198,84 @@ class DataProtocol(HttpToolsProtocol, asyncio.BufferedProtocol):
             return
         assert call.buffer is not None
         call.buffer.advance(nbytes)
+        self._body_bytes += nbytes
         if call.buffer.full:
             # The parser never saw these bytes: a new one reads the next request. The body is
             # handed over once the transport has let go of the part it received into.
             self._into = None
             self.parser = httptools.HttpRequestParser(self)
             self.parser.set_dangerous_leniencies(lenient_data_after_close=True)
+            self._message_done()
             self.loop.call_soon(call.body_received)
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._outgoing.clear()
-        super().connection_lost(exc)
+    def data_received(self, data: bytes) -> None:
+        if self._dropping is not None:  # refused: read only so as not to reset the connection
+            self._dropping += len(data)
+            if self._dropping > _LINGER:
+                self.transport.close()
+            return
+        if self._in_head:
+            self._head_size += len(data)
+            if self._head_size > self.limits.max_head_size:
+                self._refuse_head()
+                return
+        super().data_received(data)
+        if self._refusal is not None:
+            self._refuse(*self._refusal)
+        elif not self._in_head and self._body_watch is None and self.limits.min_body_rate is not None:
+            self._body_watch = RateWatch(
+                self.loop,
+                self.limits.min_body_rate,
+                self._body_progress,
+                self._reading_paused,
+                self._body_too_slow,
+            )
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._send_watch is None and self.limits.min_send_rate is not None:
+            self._send_watch = RateWatch(
+                self.loop, self.limits.min_send_rate, self._sent, lambda: False, self._send_too_slow
+            )
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._send_watch is not None:
+            self._send_watch.stop()
+            self._send_watch = None
+        self._release_held()
+        if self._answered_later:
+            self._answered_later = False
+            self.on_response_complete()
 
     # Parser callbacks
 
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._url_parts = []
+        self._target_size = 0
+        self._header_seen = False
+        self._arm_head_timer()
+
+    def on_url(self, url: bytes) -> None:
+        # Gathered in parts and joined once: uvicorn's own concatenation takes time in proportion
+        # to the square of a target that comes in many pieces.
+        self._target_size += len(url)
+        if self._target_size > self.limits.max_target_size:
+            self._refusal = (414, "uri_too_long", self._head_message("target"))
+            return
+        self._url_parts.append(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_seen = True
+        super().on_header(name, value)
+
     def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._cancel_head_timer()
+        if self._refusal is not None:
+            return
+        self.url = b"".join(self._url_parts)
         call = self._direct_call()
         if call is None:
             self._flush()  # uvicorn writes its replies itself: what is queued goes first
@@ -117,11 +292,12 @@ class DataProtocol(HttpToolsProtocol, asyncio.BufferedProtocol):
                 self.flow.pause_reading()
 
     def on_body(self, body: bytes) -> None:
+        self._body_bytes += len(body)
         call = self.cycle
-        if not isinstance(call, _DirectCall):
+        if not isinstance(call, DirectCall):
             super().on_body(body)
             return
-        if call.refused is not None:
+        if call.refused is not None or call.response_complete:
             return  # a refused call's body, read only to get to the next request
         buffer = call.buffer
         if buffer is None:
@@ -132,15 +308,16 @@ class DataProtocol(HttpToolsProtocol, asyncio.BufferedProtocol):
             self._into = call  # the rest comes straight from the socket
 
     def on_message_complete(self) -> None:
+        self._message_done()
         call = self.cycle
-        if not isinstance(call, _DirectCall):
+        if not isinstance(call, DirectCall):
             super().on_message_complete()
             return
         call.body_received()
 
     def _start_asgi_task(self, cycle: Any, app: Any) -> None:
         self._current = cycle
-        if isinstance(cycle, _DirectCall):
+        if isinstance(cycle, DirectCall):
             cycle.turn()  # a pipelined direct call's turn has come
         else:
             self._flush()
@@ -148,7 +325,7 @@ class DataProtocol(HttpToolsProtocol, asyncio.BufferedProtocol):
 
     # The direct lane
 
-    def _direct_call(self) -> _DirectCall | None:
+    def _direct_call(self) -> DirectCall | None:
         """The direct call of the request whose headers were just parsed, or None for uvicorn to take it."""
         core = self.core
         parser = self.parser
@@ -172,15 +349,17 @@ class DataProtocol(HttpToolsProtocol, asyncio.BufferedProtocol):
         if "%" in path:
             path = unquote(path)
         keep_alive = parser.get_http_version() != "1.0" and parser.should_keep_alive()
-        call = _DirectCall(self, core, path, content_type, keep_alive)
-        refused = core.refusal(path, self.headers, length)
+        call = DirectCall(self, core, path, content_type, keep_alive)
+        refused = core.refusal(path, self.headers, length) or core.admit(length)
         if refused is not None:
             call.refused = refused
-        elif length > _SMALL:
+            return call
+        call.admitted = length
+        if length > _SMALL:
             call.buffer = BodyBuffer(length)
         return call
 
-    def may_run_ahead(self, call: _DirectCall) -> bool:
+    def may_run_ahead(self, call: DirectCall) -> bool:
         """Whether ``call`` may go to this connection's runner before its turn.
 
         Only behind calls that went to the runner too (or need no handler): a request that
@@ -193,12 +372,12 @@ class DataProtocol(HttpToolsProtocol, asyncio.BufferedProtocol):
         ahead = [cycle for cycle, _ in queued if cycle is not call]
         if self._current is not None and not self._current.response_complete:
             ahead.append(self._current)
-        return all(isinstance(cycle, _DirectCall) and (cycle.via_runner or cycle.refused) for cycle in ahead)
+        return all(isinstance(cycle, DirectCall) and (cycle.via_runner or cycle.refused) for cycle in ahead)
 
-    def runner(self) -> _Runner:
+    def runner(self) -> Runner:
         if self._runner is None:
             assert self.core is not None
-            self._runner = _Runner(self.core, self.loop)
+            self._runner = Runner(self.core, self.loop)
         return self._runner
 
     def write_reply(self, reply: Reply, keep_alive: bool) -> None:
@@ -217,175 +396,188 @@ class DataProtocol(HttpToolsProtocol, asyncio.BufferedProtocol):
             self._outgoing.append(b"".join(head))
         else:
             self._outgoing += [b"".join(head), reply.body]
+            if self._admission is not None:
+                self._admission.hold(len(reply.body))  # until the transport has sent it
+                self._held += len(reply.body)
         if not keep_alive or not self.pipeline:
             self._flush()  # nothing is waiting to follow it
         elif not self._flush_scheduled:
             self._flush_scheduled = True
             self.loop.call_soon(self._flush)
 
+    def response_done(self) -> None:
+        """A direct call's reply is written: on to the next request, once the replies written have drained
+        below the transport's limit, so that a client that reads none makes the server read no more."""
+        if self.flow.write_paused:
+            self._answered_later = True
+            return
+        self.on_response_complete()
+
     def _flush(self) -> None:
         self._flush_scheduled = False
         if not self._outgoing:
             return
         outgoing, self._outgoing = self._outgoing, []
-        if not self.transport.is_closing():
-            if len(outgoing) == 1:
-                self.transport.write(outgoing[0])
-            else:
-                self.transport.writelines(outgoing)
-
-
-class _Runner:
-    """Runs the calls of one connection in a handler thread, one after another, in their order.
-
-    Calls join as their bodies come in; the runner takes them in one job of the handler
-    threads (another job after ``_RUN_AT_ONCE``, so that other connections get their turn),
-    and hands each reply back to the event loop as it is made.
-    """
-
-    def __init__(self, core: CallCore, loop: asyncio.AbstractEventLoop) -> None:
-        self.core = core
-        self.loop = loop
-        self._calls: collections.deque[_DirectCall] = collections.deque()
-        self._lock = threading.Lock()
-        self._active = False
-
-    def add(self, call: _DirectCall) -> None:
-        with self._lock:
-            self._calls.append(call)
-            if self._active:
-                return
-            self._active = True
-        self.core.threads.submit(self.loop, self._run, (), None)
-
-    def _run(self) -> None:
-        for _ in range(_RUN_AT_ONCE):
-            with self._lock:
-                if not self._calls:
-                    self._active = False
-                    return
-                call = self._calls.popleft()
-            reply = self.core.respond(call.path, call.body, call.content_type)
-            call.body = b""
-            self.loop.call_soon_threadsafe(call.result, reply)
-        self.core.threads.submit(self.loop, self._run, (), None)  # still active: the rest, behind others
-
-
-class _NoEvent:
-    """What uvicorn's protocol sets on a call when its connection is lost: nothing waits on a direct call."""
-
-    def set(self) -> None:
-        pass
-
-
-_NO_EVENT = _NoEvent()
-
-
-class _DirectCall:
-    """One plain call on the direct lane: its body arriving, its run, its turn on the connection, its reply.
-
-    It stands where uvicorn's protocol keeps a request's cycle, so that uvicorn's pipelining,
-    shutdown and lost connections treat it as one.
-    """
-
-    __slots__ = (
-        "body",
-        "buffer",
-        "content_type",
-        "core",
-        "disconnected",
-        "keep_alive",
-        "message_event",
-        "path",
-        "pieces",
-        "protocol",
-        "received",
-        "refused",
-        "response_complete",
-        "result_reply",
-        "started",
-        "submitted",
-        "via_runner",
-    )
-
-    def __init__(
-        self, protocol: DataProtocol, core: CallCore, path: str, content_type: str | None, keep_alive: bool
-    ) -> None:
-        self.protocol = protocol
-        self.core = core
-        self.path = path
-        self.content_type = content_type
-        self.keep_alive = keep_alive
-        self.buffer: BodyBuffer | None = None
-        self.pieces: list[bytes] = []
-        self.body = b""
-        self.refused: Reply | None = None
-        self.result_reply: Reply | None = None
-        self.received = False
-        self.submitted = False
-        self.via_runner = False
-        self.started = False
-        self.response_complete = False
-        self.disconnected = False
-        self.message_event = _NO_EVENT
-
-    def body_received(self) -> None:
-        if self.received:
+        if self.transport.is_closing():
             return
-        self.received = True
-        if self.buffer is not None:
-            self.body = self.buffer.value()
-            self.buffer = None
-        elif self.pieces:
-            self.body = self.pieces[0] if len(self.pieces) == 1 else b"".join(self.pieces)
-            self.pieces = []
-        if self.refused is not None or self.response_complete:
-            return
-        if self.started or self.protocol.may_run_ahead(self):
-            self._submit()
-
-    def turn(self) -> None:
-        """The call's turn on its connection has come: answer it once its reply is made."""
-        self.started = True
-        if self.refused is not None:
-            self._write(self.refused)  # at once: its body, if any, is read only to be dropped
-        elif self.result_reply is not None:
-            self._write(self.result_reply)
-        elif self.received and not self.submitted:
-            self._submit()
-
-    def result(self, reply: Reply) -> None:
-        """The call's reply is made: write it now if it is the call's turn, else at its turn."""
-        if self.started:
-            self._write(reply)
+        if len(outgoing) == 1:
+            self.transport.write(outgoing[0])
         else:
-            self.result_reply = reply
+            self.transport.writelines(outgoing)
+        if not self.transport.get_write_buffer_size():
+            self._release_held()
 
-    def _submit(self) -> None:
-        self.submitted = True
-        if self.core.takes_threads:  # one runner keeps a connection's calls in their order
-            self.via_runner = True
-            self.protocol.runner().add(self)
-            return
-        task = self.core.start(self.protocol.loop, self.path, self.body, self.content_type, self.result)
-        self.body = b""
-        if task is not None:
-            tasks = self.protocol.tasks
-            tasks.add(task)  # as uvicorn follows its ASGI tasks, to cancel them past the grace period
-            task.add_done_callback(tasks.discard)
+    def _release_held(self) -> None:
+        if self._held and self._admission is not None:
+            self._admission.release(self._held)
+        self._held = 0
 
-    def _write(self, reply: Reply) -> None:
-        if self.response_complete:
+    # The guards
+
+    def _arm_head_timer(self) -> None:
+        if self._head_timer is None:
+            self._head_timer = self.loop.call_later(self.limits.head_timeout, self._head_timed_out)
+
+    def _cancel_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self.transport.is_closing() or not self._in_head:
             return
-        self.response_complete = True
-        self.result_reply = None
-        protocol = self.protocol
-        if self.disconnected or protocol.transport.is_closing():
+        if self.flow.read_paused:  # the server holds the client back: its time does not count
+            self._arm_head_timer()
             return
-        protocol.write_reply(reply, self.keep_alive)
-        if not self.keep_alive:
-            protocol.transport.close()
-        protocol.on_response_complete()
+        warn(
+            "head_timeout",
+            "closed a connection from %s: no whole request head in %g s (head_timeout)",
+            _peer(self.client),
+            self.limits.head_timeout,
+        )
+        message = f"no whole request head came in {self.limits.head_timeout:g} s (head_timeout)"
+        self._send_error(408, "request_timeout", message)
+
+    def _refuse_head(self) -> None:
+        """Refuse a head that grew past ``max_head_size``: 431, or 414 while no header has come yet."""
+        if self._header_seen:
+            self._refuse(431, "headers_too_large", self._head_message("head"))
+        else:
+            self._refuse(414, "uri_too_long", self._head_message("request line"))
+
+    def _head_message(self, what: str) -> str:
+        if what == "target":
+            return (
+                f"the request's target is over the {self.limits.max_target_size:,} bytes taken "
+                "(max_target_size); name resources shortly and send data in the body"
+            )
+        return (
+            f"the request's {what} is over the {self.limits.max_head_size:,} bytes taken (max_head_size); "
+            "send fewer or smaller headers"
+        )
+
+    def _refuse(self, status: int, error: str, message: str) -> None:
+        warn(
+            f"refused {status}", "refused a request from %s with %d: %s", _peer(self.client), status, message
+        )
+        self._send_error(status, error, message)
+
+    def _send_error(
+        self, status: int, error: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
+        """Answer with ``status`` and dataserve's error body, then close the connection."""
+        body = error_body(error, message)
+        head = STATUS_LINE[status] + b"content-type: application/json\r\n"
+        for name, value in (headers or {}).items():
+            head += f"{name}: {value}\r\n".encode("latin-1")
+        self._answer_and_close(head + b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body) + body)
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to a request it cannot parse, and a close that lets the client read it."""
+        content = [STATUS_LINE[400]]
+        for name, value in self.server_state.default_headers:
+            content += [name, b": ", value, b"\r\n"]
+        content += [b"content-type: text/plain; charset=utf-8\r\n", b"content-length: %d\r\n" % len(msg)]
+        content += [b"connection: close\r\n", b"\r\n", msg.encode("ascii")]
+        self._answer_and_close(b"".join(content), even_mid_reply=True)  # as uvicorn does
+
+    def _answer_and_close(self, response: bytes, *, even_mid_reply: bool = False) -> None:
+        """Write ``response`` if nothing is being answered on the connection (or ``even_mid_reply``),
+        then close it.
+
+        The client may still be sending: the connection is closed for writing, and what still
+        comes is read and dropped for a moment (at most ``_LINGER`` bytes, ``_LINGER_TIME``
+        seconds), so that the system does not reset the connection before the client reads
+        the answer.
+        """
+        self._stop_watches()
+        transport = self.transport
+        if transport.is_closing():
+            return
+        idle = self.cycle is None or self.cycle.response_complete
+        if idle or even_mid_reply:
+            self._flush()
+            transport.write(response)
+        if not idle or not transport.can_write_eof():
+            transport.close()  # a reply under way would write after the half-close
+            return
+        transport.write_eof()
+        self._dropping = 0
+        self.loop.call_later(_LINGER_TIME, transport.close)
+
+    def _message_done(self) -> None:
+        """A request is read whole: the next one's head starts."""
+        self._in_head = True
+        self._head_size = 0
+        self._body_bytes = 0
+        if self._body_watch is not None:
+            self._body_watch.stop()
+            self._body_watch = None
+
+    def _body_progress(self) -> int:
+        return self._body_bytes
+
+    def _reading_paused(self) -> bool:
+        return self.flow.read_paused or self._in_head
+
+    def _body_too_slow(self, moved: int) -> None:
+        self._body_watch = None
+        rate = self.limits.min_body_rate
+        warn(
+            "min_body_rate",
+            "closed a connection from %s: %d bytes of its body in %g s, under min_body_rate (%s bytes/s)",
+            _peer(self.client),
+            moved,
+            WINDOW,
+            rate,
+        )
+        message = f"the body came slower than {rate} bytes a second (min_body_rate)"
+        if isinstance(self.cycle, DirectCall):
+            self.cycle.end()
+        self._send_error(408, "request_timeout", message)
+
+    def _sent(self) -> int:
+        return -self.transport.get_write_buffer_size()
+
+    def _send_too_slow(self, moved: int) -> None:
+        self._send_watch = None
+        warn(
+            "min_send_rate",
+            "closed a connection from %s: it took %d bytes in %g s, under min_send_rate (%s bytes/s)",
+            _peer(self.client),
+            max(moved, 0),
+            WINDOW,
+            self.limits.min_send_rate,
+        )
+        self.transport.abort()
+
+    def _stop_watches(self) -> None:
+        for watch in (self._body_watch, self._send_watch):
+            if watch is not None:
+                watch.stop()
+        self._body_watch = self._send_watch = None
+        self._cancel_head_timer()
 
 
 _READ_BUFFERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, memoryview] = weakref.WeakKeyDictionary()
@@ -405,3 +597,7 @@ def _core_of(app: Any) -> CallCore | None:
     while isinstance(app, ProxyHeadersMiddleware):
         app = app.app
     return app.core if isinstance(app, DataApp) else None
+
+
+def _peer(client: tuple[str, int] | None) -> str:
+    return f"{client[0]}:{client[1]}" if client else "a Unix socket"

@@ -5,42 +5,36 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
-import importlib
-import json
+import dataclasses
 import os
-import socket
 import ssl
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
-from typing import Any, TypeAlias
+from dataclasses import dataclass
+from typing import Any, TypeAlias, cast
 
 import uvicorn
 import uvicorn.config
-from uvicorn.supervisors import Multiprocess
 
+from . import _descriptors as descriptors
 from ._app import DEFAULT_MAX_BODY_SIZE, DataApp, create_app
 from ._errors import DataServeError
-from ._handler import HTTPDataHandler
-from ._lifecycle import STARTUP_FAILURE, State
+from ._handler import HTTPDataHandler, import_handler
+from ._lifecycle import State
+from ._limits import Limits
 from ._listen import listen, url, warn_if_open
 from ._signals import signals_interrupt
 from ._token import resolve_token
+from ._workers import AppOptions, run_workers
 
-__all__ = ["RunningServer", "import_handler", "run_http_server", "serve"]
+__all__ = ["RunningServer", "run_http_server", "serve"]
 
 Handler: TypeAlias = type[HTTPDataHandler] | HTTPDataHandler | str
 """A handler class, an instance of one, or its import path such as ``"mymodule:MyHandler"``."""
 
 _STOP_TIMEOUT = 10.0
 """Seconds to wait for a server that failed to start to wind down."""
-
-DIRECT_LANE_ENV = "DATASERVE_DIRECT_LANE"
-"""Set to 0 to serve every call through uvicorn's own protocol and the ASGI app."""
-
-_WORKER_ENV = "DATASERVE_WORKER"
-"""Where a worker process finds what to serve: its parent sets it before starting workers."""
 
 
 def run_http_server(
@@ -53,6 +47,7 @@ def run_http_server(
     max_concurrency: int = 1,
     workers: int = 1,
     max_body_size: int | None = DEFAULT_MAX_BODY_SIZE,
+    limits: Limits | None = None,
     ssl_certfile: str | os.PathLike[str] | None = None,
     ssl_keyfile: str | os.PathLike[str] | None = None,
     keep_alive_timeout: int = 30,
@@ -81,7 +76,7 @@ def run_http_server(
             "with workers > 1, pass the handler as an import path such as 'mymodule:MyHandler', "
             "so that each worker process can import it"
         )
-    app_options = _AppOptions(debug, max_concurrency, resolve_token(token), max_body_size)
+    app_options = AppOptions(debug, max_concurrency, resolve_token(token), max_body_size, _limits(limits))
     options = _ServerOptions(log_level, ssl_certfile, ssl_keyfile, keep_alive_timeout, shutdown_timeout)
     name = _name(data_handler)
     with listen(host, port, uds, options.tls) as listening:
@@ -90,7 +85,7 @@ def run_http_server(
             assert isinstance(data_handler, str)
             where = f"{listening.where} with {workers} workers"
             print(f"dataserve: serving {name} on {where} (press Ctrl-C to stop)", flush=True)
-            _run_workers(data_handler, listening.sock, workers, app_options, options)
+            run_workers(data_handler, listening.sock, workers, app_options, options.config)
         else:
             server, app = _uvicorn_server(data_handler, app_options, options)
             print(f"dataserve: serving {name} on {listening.where} (press Ctrl-C to stop)", flush=True)
@@ -98,42 +93,6 @@ def run_http_server(
                 server.run(sockets=[listening.sock])
             _raise_if_failed(app)
     print("dataserve: stopped", flush=True)
-
-
-def import_handler(path: str) -> type[HTTPDataHandler] | HTTPDataHandler:
-    """The handler class (or instance) that an import path such as ``"mymodule:MyHandler"`` names.
-
-    Raises DataServeError, saying what is wrong, if it does not import or is not a handler.
-    """
-    module_name, _, attribute = path.partition(":")
-    if not module_name or not attribute:
-        raise DataServeError(
-            f"{path!r} is not an import path: write it as module:ClassName, such as mymodule:MyHandler"
-        )
-    try:
-        found: Any = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise DataServeError(f"cannot import module {module_name!r} of {path!r}: {exc}") from None
-    except Exception as exc:
-        raise DataServeError(
-            f"importing {module_name!r} of {path!r} raised {type(exc).__name__}: {exc}"
-        ) from None
-    for part in attribute.split("."):
-        try:
-            found = getattr(found, part)
-        except AttributeError:
-            raise DataServeError(f"module {module_name!r} has no {attribute!r} (from {path!r})") from None
-    is_handler_class = isinstance(found, type) and issubclass(found, HTTPDataHandler)
-    if not (is_handler_class or isinstance(found, HTTPDataHandler)):
-        raise DataServeError(f"{path!r} is {found!r}, not a subclass of dataserve.HTTPDataHandler")
-    return found  # type: ignore[no-any-return]
-
-
-def worker_app() -> DataApp:
-    """The app of one worker process started by ``run_http_server(..., workers=N)``."""
-    options = json.loads(os.environ[_WORKER_ENV])
-    handler = import_handler(options.pop("handler"))
-    return create_app(handler, **options)
 
 
 @dataclass(frozen=True)
@@ -164,6 +123,7 @@ def serve(
     token: str | None = None,
     max_concurrency: int = 1,
     max_body_size: int | None = DEFAULT_MAX_BODY_SIZE,
+    limits: Limits | None = None,
     ssl_certfile: str | os.PathLike[str] | None = None,
     ssl_keyfile: str | os.PathLike[str] | None = None,
     keep_alive_timeout: int = 30,
@@ -181,7 +141,7 @@ def serve(
     server is not ready within ``startup_timeout`` seconds. The other options are those of
     ``run_http_server``.
     """
-    app_options = _AppOptions(debug, max_concurrency, resolve_token(token), max_body_size)
+    app_options = AppOptions(debug, max_concurrency, resolve_token(token), max_body_size, _limits(limits))
     options = _ServerOptions(log_level, ssl_certfile, ssl_keyfile, keep_alive_timeout, shutdown_timeout)
     with listen(host, None if uds is not None and port == 0 else port, uds, options.tls) as listening:
         warn_if_open(host, app_options.token, listening.uds)
@@ -211,16 +171,6 @@ def serve(
 
 
 @dataclass(frozen=True)
-class _AppOptions:
-    """What ``create_app`` takes besides the handler, also sent to worker processes."""
-
-    debug: bool
-    max_concurrency: int
-    token: str | None
-    max_body_size: int | None
-
-
-@dataclass(frozen=True)
 class _ServerOptions:
     """What the HTTP server (uvicorn) takes."""
 
@@ -247,7 +197,7 @@ class _ServerOptions:
     def tls(self) -> bool:
         return self.ssl_certfile is not None
 
-    def config(self, app: DataApp | str, **extra: Any) -> uvicorn.Config:
+    def config(self, app: Any, **extra: Any) -> uvicorn.Config:
         """uvicorn's configuration, logging handler failures as uvicorn logs."""
         log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
         log_config["loggers"]["dataserve"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
@@ -266,21 +216,29 @@ class _ServerOptions:
         )
 
 
-def _protocol_class() -> type[asyncio.Protocol] | str:
-    """dataserve's protocol, with its direct lane for plain calls; uvicorn's own if that is turned off."""
-    if os.environ.get(DIRECT_LANE_ENV, "1") == "0":
-        return "httptools"
+def _limits(limits: Limits | None) -> Limits:
+    """``limits``, with no more connections than this process may open descriptors for."""
+    limits = limits or Limits()
+    allowed = descriptors.raise_limit(limits.max_connections)
+    return (
+        limits if allowed == limits.max_connections else dataclasses.replace(limits, max_connections=allowed)
+    )
+
+
+def _protocol_class() -> type[asyncio.Protocol]:
+    """dataserve's protocol: its guards on every request, and its direct lane for plain calls."""
     from ._protocol import DataProtocol
 
-    return DataProtocol
+    # A BufferedProtocol, which uvicorn's annotation leaves out: it takes any protocol class.
+    return cast(type[asyncio.Protocol], DataProtocol)
 
 
 def _uvicorn_server(
-    data_handler: Handler, app_options: _AppOptions, options: _ServerOptions
+    data_handler: Handler, app_options: AppOptions, options: _ServerOptions
 ) -> tuple[uvicorn.Server, DataApp]:
     """The uvicorn server for ``data_handler``'s app, which stops it if the handler's setup() fails."""
     handler = import_handler(data_handler) if isinstance(data_handler, str) else data_handler
-    app = create_app(handler, **asdict(app_options))
+    app = create_app(handler, **app_options.kwargs())
     server = uvicorn.Server(options.config(app))
 
     def stop(exc: BaseException) -> None:
@@ -288,19 +246,6 @@ def _uvicorn_server(
 
     app.lifecycle.on_failure = stop
     return server, app
-
-
-def _run_workers(
-    target: str, sock: socket.socket, workers: int, app_options: _AppOptions, options: _ServerOptions
-) -> None:
-    """Serve ``target`` from ``workers`` processes sharing ``sock``, under uvicorn's supervisor."""
-    import_handler(target)  # Fail here, in one line, rather than once in every worker.
-    os.environ[_WORKER_ENV] = json.dumps({"handler": target, **asdict(app_options)})
-    config = options.config(f"{__name__}:worker_app", factory=True, workers=workers)
-    supervisor = Multiprocess(config, sockets=[sock])
-    supervisor.run()
-    if any(process.exitcode == STARTUP_FAILURE for process in supervisor.processes):
-        raise DataServeError(f"a worker serving {target} failed to start; see the log above")
 
 
 def _raise_if_failed(app: DataApp) -> None:

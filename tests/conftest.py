@@ -23,7 +23,7 @@ from hypothesis import settings
 from starlette.types import ASGIApp
 
 import dataserve
-from dataserve._server import DIRECT_LANE_ENV
+from dataserve._protocol import DIRECT_LANE_ENV
 
 # Property tests are bounded by example counts, never by the wall clock of a busy machine.
 settings.register_profile("dataserve", deadline=None)
@@ -147,8 +147,10 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = 10.0) ->
         time.sleep(0.01)
 
 
-def worker_pids(port: int | None = None, *, uds: str | os.PathLike[str] | None = None) -> set[int]:
-    """The pids that answer ``/pid`` over fresh connections, 8 at a time, until two do (or 30 s pass).
+def worker_pids(
+    port: int | None = None, *, uds: str | os.PathLike[str] | None = None, count: int = 2
+) -> set[int]:
+    """The pids that answer ``/pid`` over fresh connections, 8 at a time, until ``count`` do (or 30 s pass).
 
     The server is on 127.0.0.1 at ``port``, or on the Unix socket ``uds``. A worker that is
     still starting answers nothing, so the calls go on until both have answered.
@@ -165,7 +167,7 @@ def worker_pids(port: int | None = None, *, uds: str | os.PathLike[str] | None =
 
     deadline = time.monotonic() + 30
     with ThreadPoolExecutor(8) as pool:
-        while len(pids) < 2 and time.monotonic() < deadline:
+        while len(pids) < count and time.monotonic() < deadline:
             pids.update(pool.map(lambda _: pid(), range(8)))
             time.sleep(0.01)
     return pids

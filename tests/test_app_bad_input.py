@@ -11,6 +11,7 @@ import logging
 import re
 import socket
 import string
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -336,30 +337,52 @@ def test_body_that_does_not_decode_is_refused(
 
 
 @pytest.mark.parametrize(
-    ("charset", "body"), [(b"punycode", b"xn--zz"), (b"idna", b"xn--a")], ids=["punycode", "idna"]
+    ("charset", "body"),
+    [
+        (b"punycode", b"xn--zz"),
+        (b"idna", b"xn--a"),
+        (b"utf-7", b"+2AA-"),
+        (b"unicode_escape", b"\\ud800"),
+        (b"punycode", b"a" * 300_000),
+    ],
+    ids=["punycode", "idna", "utf-7", "unicode_escape", "punycode 300 KB"],
 )
-def test_text_that_its_charset_cannot_decode_is_400(
+def test_charsets_off_the_safe_list_are_refused_with_415_naming_them(
     server: dataserve.RunningServer, errors: list[logging.LogRecord], charset: bytes, body: bytes
 ) -> None:
+    # Off the list: punycode decodes in time that grows with the square of the text, utf-7 and
+    # unicode_escape make lone surrogates. None is decoded at all.
+    began = time.monotonic()
     reply = call(server, put(b"/echo", body, b"text/plain; charset=" + charset))
-    assert (reply.status, reply.headers["content-type"]) == (400, "application/json")
-    assert reply.json()["error"] == "bad_payload"
+    assert (reply.status, reply.headers["content-type"]) == (415, "application/json")
+    assert reply.json()["error"] == "unsupported_media_type"
+    assert f"charset '{charset.decode()}' is not taken; send text as utf-8" in reply.json()["message"]
+    assert time.monotonic() - began < 5, "a refused charset was decoded all the same"
     assert_still_serving(server, errors)
 
 
 @pytest.mark.parametrize(
-    ("content_type", "body"),
+    ("charset", "text"),
     [
-        (b"application/json", b'"\\ud800"'),
-        (b"text/plain; charset=utf-7", b"+2AA-"),
-        (b"text/plain; charset=unicode_escape", b"\\ud800"),
+        ("utf-8", "café"),
+        ("UTF-16", "café"),
+        ("utf-32-le", "café"),
+        ("latin-1", "café"),
+        ("windows-1252", "€ café"),
     ],
-    ids=["JSON escape", "utf-7", "unicode_escape"],
 )
-def test_text_with_lone_surrogates_is_400(
-    server: dataserve.RunningServer, errors: list[logging.LogRecord], content_type: bytes, body: bytes
+def test_charsets_on_the_safe_list_are_decoded(
+    server: dataserve.RunningServer, errors: list[logging.LogRecord], charset: str, text: str
 ) -> None:
-    reply = call(server, put(b"/echo", body, content_type))
+    reply = call(server, put(b"/echo", text.encode(charset), b"text/plain; charset=" + charset.encode()))
+    assert (reply.status, reply.body.decode()) == (200, text)
+    assert_still_serving(server, errors)
+
+
+def test_json_with_a_lone_surrogate_escape_is_400(
+    server: dataserve.RunningServer, errors: list[logging.LogRecord]
+) -> None:
+    reply = call(server, put(b"/echo", b'"\\ud800"', b"application/json"))
     assert reply.status == 400
     assert reply.json()["error"] == "bad_payload"
     assert_still_serving(server, errors)

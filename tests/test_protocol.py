@@ -27,8 +27,7 @@ from starlette.routing import Mount
 import dataserve
 from dataserve import HTTPDataClient
 from dataserve._app import _CallEndpoint
-from dataserve._protocol import DataProtocol
-from dataserve._server import DIRECT_LANE_ENV
+from dataserve._protocol import DIRECT_LANE_ENV, DataProtocol
 from tests.conftest import EchoHandler, free_port, wait_for
 from tests.test_app_bad_input import Reply, parse_replies, receive_all, split_reply
 

@@ -22,7 +22,7 @@ import uvicorn
 
 import dataserve
 from dataserve import DataServeError, HTTPDataClient, ServerUnavailable
-from dataserve._server import import_handler
+from dataserve._handler import import_handler
 from tests.conftest import EchoHandler, free_port, start_script, wait_for, worker_pids
 
 pytestmark = pytest.mark.usefixtures("server_lane")

@@ -31,7 +31,7 @@ from typing import IO, Any
 import pytest
 
 from dataserve import AsyncHTTPDataClient, HTTPDataClient, ServerUnavailable
-from tests.conftest import wait_for
+from tests.conftest import wait_for, worker_pids
 
 pytestmark = pytest.mark.usefixtures("server_lane")
 
@@ -230,13 +230,8 @@ class LoadServer:
             return False
 
     def _serving_pids(self, workers: int) -> set[int]:
-        """The pids that answer over fresh connections, until ``workers`` of them have (or 200 calls)."""
-        pids: set[int] = set()
-        for _ in range(200):
-            with HTTPDataClient(self.port, "http://127.0.0.1:", timeout=CALL_TIMEOUT) as client:
-                pids.add(client.send("/pid"))
-            if len(pids) == workers:
-                break
+        """The pids that answer over fresh connections, until ``workers`` of them have."""
+        pids = worker_pids(self.port, count=workers)
         assert len(pids) == workers, f"{len(pids)} of {workers} workers answered"
         if workers == 1:
             assert pids == {self.process.pid}

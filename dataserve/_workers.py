@@ -1,0 +1,115 @@
+"""Worker processes sharing one socket, under uvicorn's supervisor: ``run_http_server(..., workers=N)``.
+
+Each worker imports the handler by its import path and makes its own app. What it serves
+with (the token among the options) reaches it with the pickled configuration, through the
+pipe that starts it, never through its environment, where whatever the handler starts
+would find it. A worker dies with its supervisor, even one killed with SIGKILL, and the
+supervisor says at WARNING when a worker ended or hung and was replaced.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass, fields
+from functools import partial
+from typing import Any
+
+from uvicorn.supervisors import Multiprocess
+
+from ._app import DataApp, create_app
+from ._errors import DataServeError
+from ._handler import import_handler
+from ._lifecycle import STARTUP_FAILURE
+from ._limits import Limits
+from ._token import TOKEN_ENV
+
+__all__ = ["AppOptions", "run_workers", "worker_app"]
+
+logger = logging.getLogger("dataserve")
+
+_PR_SET_PDEATHSIG = 1
+"""Linux's prctl option: the signal a process gets when the thread that started it ends."""
+
+
+@dataclass(frozen=True)
+class AppOptions:
+    """What ``create_app`` takes besides the handler, also sent to worker processes."""
+
+    debug: bool
+    max_concurrency: int
+    token: str | None
+    max_body_size: int | None
+    limits: Limits
+
+    def kwargs(self) -> dict[str, Any]:
+        """The options as ``create_app``'s keyword arguments."""
+        return {field.name: getattr(self, field.name) for field in fields(self)}
+
+
+def worker_app(target: str, options: AppOptions, supervisor: int) -> DataApp:
+    """The app of one worker process, which serves ``target`` with ``options`` while ``supervisor`` lives."""
+    _die_with(supervisor)
+    os.environ.pop(TOKEN_ENV, None)  # resolved already: the handler's own children need not see it
+    return create_app(import_handler(target), **options.kwargs())
+
+
+def run_workers(target: str, sock: socket.socket, workers: int, options: AppOptions, config: Any) -> None:
+    """Serve ``target`` from ``workers`` processes sharing ``sock``, under uvicorn's supervisor.
+
+    ``config`` makes uvicorn's configuration from the app factory: ``config(app, **extra)``.
+    """
+    import_handler(target)  # Fail here, in one line, rather than once in every worker.
+    factory = partial(worker_app, target, options, os.getpid())
+    supervisor = _Supervisor(config(factory, factory=True, workers=workers), sockets=[sock])
+    supervisor.run()
+    if any(process.exitcode == STARTUP_FAILURE for process in supervisor.processes):
+        raise DataServeError(f"a worker serving {target} failed to start; see the log above")
+
+
+class _Supervisor(Multiprocess):
+    """uvicorn's supervisor, which says at WARNING when it replaces a worker, and why."""
+
+    def keep_subprocess_alive(self) -> None:
+        before = [(process.pid, process.exitcode) for process in self.processes]
+        super().keep_subprocess_alive()
+        if self.should_exit.is_set():
+            return
+        for (pid, exitcode), process in zip(before, self.processes, strict=True):
+            if process.pid == pid:
+                continue
+            if exitcode is None:
+                wait = self.config.timeout_worker_healthcheck
+                how = f"did not answer its supervisor within {wait} s and was killed"
+            elif exitcode < 0:
+                how = f"was killed by {signal.Signals(-exitcode).name}"
+            else:
+                how = f"exited with status {exitcode}"
+            logger.warning("dataserve: worker process %s %s; started %s in its place", pid, how, process.pid)
+
+
+def _die_with(supervisor: int) -> None:
+    """End this process with SIGTERM, and so shut its server down, when the process ``supervisor`` ends.
+
+    Linux does it (``PR_SET_PDEATHSIG``); elsewhere a thread checks the parent every second.
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    else:
+
+        def watch() -> None:
+            while os.getppid() == supervisor:
+                time.sleep(1.0)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        threading.Thread(target=watch, name="dataserve supervisor watch", daemon=True).start()
+    if os.getppid() != supervisor:  # it ended before this process got this far
+        os.kill(os.getpid(), signal.SIGTERM)
