@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from ._client import DEFAULT_TIMEOUT, HTTPDataClient
 from ._codec import encode
 from ._errors import DataServeError, RemoteError
 from ._handler import HTTPDataHandler, import_handler
+from ._limits import Limits
 from ._progress import call
 from ._server import run_http_server, serve
 from ._token import TOKEN_ENV
@@ -128,6 +130,7 @@ def _parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         metavar="BYTES",
         help="refuse larger bodies with 413; none takes any size (default %(default)s)",
     )
+    _add_limits(serve_parser.add_argument_group("limits (see docs/security.md)"))
     serve_parser.add_argument("--ssl-certfile", metavar="PATH", help="serve HTTPS with this certificate")
     serve_parser.add_argument("--ssl-keyfile", metavar="PATH", help="the private key of --ssl-certfile")
     serve_parser.set_defaults(run=serve_command, parser=serve_parser)
@@ -176,6 +179,43 @@ def _parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     return parser, send_parser
 
 
+_LIMIT_HELP = {
+    "max_json_size": "refuse larger JSON bodies with 413",
+    "max_memory": "bytes of bodies and replies held at once, over all calls; past it calls get 503",
+    "max_queue": "calls waiting for the handler at once; past it calls get 503",
+    "max_connections": "connections open at once; past it a connection gets 503 and is closed",
+    "max_head_size": "bytes of a request's line and headers; past it 431 (414 for the request line)",
+    "max_target_size": "bytes of a request's path and query; past it 414",
+    "head_timeout": "seconds a request's whole head may take to come",
+    "min_body_rate": "bytes a second below which a body being sent is given up",
+    "min_send_rate": "bytes a second below which a client taking a reply is given up",
+}
+"""The help of each Limits field's option, ``--max-json-size`` for ``max_json_size``."""
+
+
+def _add_limits(group: argparse._ArgumentGroup) -> None:
+    """An option for each of the server's Limits, with its default."""
+    defaults = Limits()
+    for field in dataclasses.fields(Limits):
+        default = getattr(defaults, field.name)
+        kind: Callable[[str], object]
+        if field.name == "head_timeout":
+            kind, metavar = _seconds, "SECONDS"
+        elif field.name in ("max_queue", "max_connections", "max_head_size", "max_target_size"):
+            kind, metavar = _positive, "N" if field.name in ("max_queue", "max_connections") else "BYTES"
+        else:
+            kind, metavar = _size, "BYTES" if "rate" not in field.name else "BYTES/S"
+        optional = "; none turns it off" if kind is _size else ""
+        group.add_argument(
+            "--" + field.name.replace("_", "-"),
+            dest=field.name,
+            type=kind,
+            default=default,
+            metavar=metavar,
+            help=f"{_LIMIT_HELP[field.name]}{optional} (default {default})",
+        )
+
+
 def _port(text: str) -> int:
     if not text.isdigit() or int(text) > 65535:
         raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0 to 65535)")
@@ -194,6 +234,16 @@ def _size(text: str) -> int | None:
     if not text.isdigit():
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of bytes, nor none (any size)")
     return int(text)
+
+
+def _seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0")
+    return seconds
 
 
 def _timeout(text: str) -> float | None:
@@ -225,6 +275,7 @@ def serve_command(args: argparse.Namespace) -> int:
         workers=args.workers,
         token=args.token,
         max_body_size=args.max_body_size,
+        limits=Limits(**{field.name: getattr(args, field.name) for field in dataclasses.fields(Limits)}),
         ssl_certfile=args.ssl_certfile,
         ssl_keyfile=args.ssl_keyfile,
     )

@@ -10,13 +10,15 @@ imported only once a call needs it.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from ._codec import decode, encode
-from ._errors import DataServeError, PayloadError, status_error, unavailable
-from ._fastpath import FastPath, Request, eligible
+from ._errors import DataServeError, PayloadError, refused_reply, status_error, unavailable
+from ._fastpath import FastPath, Request, Waits, eligible
+from ._http1 import DeadlinePassed, ReplyTooLarge
 from ._token import authorization, resolve_token
 from ._url import Address, base_url, request_target, resource_path
 from ._wire import HEALTH_PATH, Reply
@@ -43,6 +45,9 @@ DEFAULT_TIMEOUT = 60.0
 DEFAULT_CONNECT_TIMEOUT = 10.0
 """Seconds a call waits for the server to accept its connection."""
 
+DEFAULT_MAX_REPLY_SIZE = 4 << 30
+"""The largest reply a client takes by default (4 GiB): a larger one is refused before it is read."""
+
 KEEPALIVE_EXPIRY = 4.0
 """Seconds an idle pooled connection is kept: less than uvicorn's 5 s idle timeout, so the
 server never closes a connection the client is about to use."""
@@ -62,6 +67,8 @@ class _DataClient:
         uds: str | os.PathLike[str] | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
         connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
+        deadline: float | None = None,
+        max_reply_size: int | None = DEFAULT_MAX_REPLY_SIZE,
         token: str | None = None,
         verify: Verify = True,
     ) -> None:
@@ -71,6 +78,8 @@ class _DataClient:
         self.uds = None if uds is None else os.fspath(uds)
         self.timeout = timeout
         self.connect_timeout = connect_timeout
+        self.deadline = deadline
+        self.max_reply_size = max_reply_size
         self._address = Address(self.base_url)
         self._origin = self.base_url[: len(self.base_url) - len(self._address.path)]
         self._server = self.base_url if self.uds is None else f"the Unix socket {self.uds}"
@@ -84,6 +93,16 @@ class _DataClient:
     def is_closed(self) -> bool:
         """Whether the client is closed, and so can send no more."""
         return self._closed
+
+    def _waits(self, timeout: float | None, connect_timeout: float | None, deadline: float | None) -> Waits:
+        """How long one call waits: its own ``timeout``, ``connect_timeout`` and ``deadline`` (in
+        seconds from now) where given, else the client's."""
+        deadline = self.deadline if deadline is None else deadline
+        return Waits(
+            self.timeout if timeout is None else timeout,
+            self.connect_timeout if connect_timeout is None else connect_timeout,
+            None if deadline is None else time.monotonic() + deadline,
+        )
 
     def _target(self, resource: str) -> bytes:
         """The request target of ``resource``, as httpx would send it, remembered for the next call."""
@@ -132,7 +151,8 @@ class HTTPDataClient(_DataClient):
     URL (``"http://10.0.0.2:8000/data"``), whose port wins over ``port``. ``uds`` reaches a
     server on a Unix socket instead (``HTTPDataClient(uds="/run/app.sock")``). ``timeout``
     is how many seconds a call waits to send and for the reply, each (None waits for ever);
-    ``connect_timeout``, for the server to accept the connection. ``token`` (else
+    ``connect_timeout``, for the server to accept the connection; ``deadline``, if given,
+    for the whole call. A reply over ``max_reply_size`` bytes is refused. ``token`` (else
     ``$DATASERVE_TOKEN``) goes with every call; ``verify`` says how to check an HTTPS
     server. Close the client when done, or use it as a context manager. It can be shared
     between threads.
@@ -146,6 +166,8 @@ class HTTPDataClient(_DataClient):
         uds: str | os.PathLike[str] | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
         connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
+        deadline: float | None = None,
+        max_reply_size: int | None = DEFAULT_MAX_REPLY_SIZE,
         token: str | None = None,
         verify: Verify = True,
     ) -> None:
@@ -155,6 +177,8 @@ class HTTPDataClient(_DataClient):
             uds=uds,
             timeout=timeout,
             connect_timeout=connect_timeout,
+            deadline=deadline,
+            max_reply_size=max_reply_size,
             token=token,
             verify=verify,
         )
@@ -164,9 +188,8 @@ class HTTPDataClient(_DataClient):
             self._fast = FastPath(
                 self.uds or (self._address.host, self._address.port),
                 self._headers,
-                timeout=timeout,
-                connect_timeout=connect_timeout,
                 keepalive_expiry=KEEPALIVE_EXPIRY,
+                max_reply_size=max_reply_size,
             )
 
     def send(
@@ -176,16 +199,19 @@ class HTTPDataClient(_DataClient):
         *,
         timeout: float | None = None,
         connect_timeout: float | None = None,
+        deadline: float | None = None,
     ) -> Any:
         """Send ``payload`` to ``resource`` and return the handler's reply.
 
         ``payload`` is a str, a JSON-able value, bytes-like, a NumPy array, or None.
-        ``timeout`` and ``connect_timeout`` replace the client's for this call. Raises
-        ResourceNotFound, RemoteError, PayloadError, AuthenticationError or ServerUnavailable.
+        ``timeout``, ``connect_timeout`` and ``deadline`` replace the client's for this call.
+        Raises ResourceNotFound, RemoteError, PayloadError, AuthenticationError or ServerUnavailable.
         """
         body, content_type = encode(payload)
         target = self._target(resource)
-        reply = self._request(_METHOD, target, body, content_type, timeout, connect_timeout)
+        reply = self._request(
+            _METHOD, target, body, content_type, self._waits(timeout, connect_timeout, deadline)
+        )
         return self._value(reply, _METHOD, target, resource)
 
     def send_many(
@@ -195,6 +221,7 @@ class HTTPDataClient(_DataClient):
         return_exceptions: bool = False,
         timeout: float | None = None,
         connect_timeout: float | None = None,
+        deadline: float | None = None,
     ) -> list[Any]:
         """Send each ``(resource, payload)`` of ``calls`` and return the replies, in order.
 
@@ -207,22 +234,20 @@ class HTTPDataClient(_DataClient):
         requests = [
             (_METHOD, item[1], item[2], item[3]) for item in encoded if not isinstance(item, DataServeError)
         ]
-        outcomes = iter(self._pipeline(requests, timeout, connect_timeout))
+        outcomes = iter(self._pipeline(requests, self._waits(timeout, connect_timeout, deadline)))
         results = [
             item if isinstance(item, DataServeError) else self._result(next(outcomes), item)
             for item in encoded
         ]
         return _outcome(results, return_exceptions)
 
-    def _pipeline(
-        self, requests: Sequence[Request], timeout: float | None, connect_timeout: float | None
-    ) -> list[Reply | DataServeError]:
+    def _pipeline(self, requests: Sequence[Request], waits: Waits) -> list[Reply | DataServeError]:
         """A reply or a failure for each request: pipelined on the socket lane, one by one on httpx."""
         if self._fast is not None:
             outcomes: list[Reply | DataServeError] = []
-            for outcome in self._fast.pipeline(requests, timeout, connect_timeout):
+            for outcome in self._fast.pipeline(requests, waits):
                 if isinstance(outcome, OSError):
-                    error = unavailable(self._server, outcome)
+                    error = self._failure(outcome)
                     error.__cause__ = outcome
                     outcomes.append(error)
                 else:
@@ -231,7 +256,7 @@ class HTTPDataClient(_DataClient):
         replies: list[Reply | DataServeError] = []
         for method, target, body, content_type in requests:
             try:
-                replies.append(self._request(method, target, body, content_type, timeout, connect_timeout))
+                replies.append(self._request(method, target, body, content_type, waits))
             except DataServeError as exc:
                 replies.append(exc)
         return replies
@@ -241,29 +266,32 @@ class HTTPDataClient(_DataClient):
 
         Raises ServerUnavailable if nothing answers.
         """
-        return self._request("GET", self._target(HEALTH_PATH), b"", None, None, None).status == 200
+        return (
+            self._request("GET", self._target(HEALTH_PATH), b"", None, self._waits(None, None, None)).status
+            == 200
+        )
 
     def _request(
-        self,
-        method: str,
-        target: bytes,
-        body: bytes,
-        content_type: str | None,
-        timeout: float | None,
-        connect_timeout: float | None,
+        self, method: str, target: bytes, body: bytes, content_type: str | None, waits: Waits
     ) -> Reply:
         self._check_open()
         if self._fast is not None:
             try:
-                return self._fast.request(method, target, body, content_type, timeout, connect_timeout)
+                return self._fast.request(method, target, body, content_type, waits)
             except OSError as exc:
-                raise unavailable(self._server, exc) from exc
+                raise self._failure(exc) from exc
         from . import _httpx
 
-        http = self._httpx()
-        call_timeout = _httpx.timeouts(http, timeout, connect_timeout)
         url = self._origin + target.decode("ascii")
-        return _httpx.request(http, self._server, method, url, body, content_type, call_timeout)
+        return _httpx.request(
+            self._httpx(), self._server, method, url, body, content_type, waits, self.max_reply_size
+        )
+
+    def _failure(self, exc: OSError) -> DataServeError:
+        """The exception for the socket lane's failure ``exc``."""
+        if isinstance(exc, ReplyTooLarge | DeadlinePassed):
+            return refused_reply(self._server, exc)
+        return unavailable(self._server, exc)
 
     def _httpx(self) -> httpx.Client:
         """The pooled httpx client, made on the first call that needs it."""
@@ -312,6 +340,8 @@ class AsyncHTTPDataClient(_DataClient):
         uds: str | os.PathLike[str] | None = None,
         timeout: float | None = DEFAULT_TIMEOUT,
         connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
+        deadline: float | None = None,
+        max_reply_size: int | None = DEFAULT_MAX_REPLY_SIZE,
         token: str | None = None,
         verify: Verify = True,
     ) -> None:
@@ -321,6 +351,8 @@ class AsyncHTTPDataClient(_DataClient):
             uds=uds,
             timeout=timeout,
             connect_timeout=connect_timeout,
+            deadline=deadline,
+            max_reply_size=max_reply_size,
             token=token,
             verify=verify,
         )
@@ -337,16 +369,18 @@ class AsyncHTTPDataClient(_DataClient):
         *,
         timeout: float | None = None,
         connect_timeout: float | None = None,
+        deadline: float | None = None,
     ) -> Any:
         """Send ``payload`` to ``resource`` and return the handler's reply.
 
         ``payload`` is a str, a JSON-able value, bytes-like, a NumPy array, or None.
-        ``timeout`` and ``connect_timeout`` replace the client's for this call. Raises
-        ResourceNotFound, RemoteError, PayloadError, AuthenticationError or ServerUnavailable.
+        ``timeout``, ``connect_timeout`` and ``deadline`` replace the client's for this call.
+        Raises ResourceNotFound, RemoteError, PayloadError, AuthenticationError or ServerUnavailable.
         """
         body, content_type = encode(payload)
         target = self._target(resource)
-        reply = await self._request(_METHOD, target, body, content_type, timeout, connect_timeout)
+        waits = self._waits(timeout, connect_timeout, deadline)
+        reply = await self._request(_METHOD, target, body, content_type, waits)
         return self._value(reply, _METHOD, target, resource)
 
     async def send_many(
@@ -356,6 +390,7 @@ class AsyncHTTPDataClient(_DataClient):
         return_exceptions: bool = False,
         timeout: float | None = None,
         connect_timeout: float | None = None,
+        deadline: float | None = None,
     ) -> list[Any]:
         """Send each ``(resource, payload)`` of ``calls`` at once and return the replies, in order.
 
@@ -365,13 +400,14 @@ class AsyncHTTPDataClient(_DataClient):
         ``return_exceptions`` the list holds the exception in its place.
         """
         encoded = _encode_all(calls, self._target, return_exceptions)
+        waits = self._waits(timeout, connect_timeout, deadline)
 
         async def call(item: tuple[str, bytes, bytes, str] | DataServeError) -> Any:
             if isinstance(item, DataServeError):
                 return item
             _, target, body, content_type = item
             try:
-                reply = await self._request(_METHOD, target, body, content_type, timeout, connect_timeout)
+                reply = await self._request(_METHOD, target, body, content_type, waits)
             except DataServeError as exc:
                 return exc
             return self._result(reply, item)
@@ -386,24 +422,18 @@ class AsyncHTTPDataClient(_DataClient):
 
         Raises ServerUnavailable if nothing answers.
         """
-        return (await self._request("GET", self._target(HEALTH_PATH), b"", None, None, None)).status == 200
+        waits = self._waits(None, None, None)
+        return (await self._request("GET", self._target(HEALTH_PATH), b"", None, waits)).status == 200
 
     async def _request(
-        self,
-        method: str,
-        target: bytes,
-        body: bytes,
-        content_type: str | None,
-        timeout: float | None,
-        connect_timeout: float | None,
+        self, method: str, target: bytes, body: bytes, content_type: str | None, waits: Waits
     ) -> Reply:
         self._check_open()
         from . import _httpx
 
-        call_timeout = _httpx.timeouts(self._http, timeout, connect_timeout)
         url = self._origin + target.decode("ascii")
         return await _httpx.async_request(
-            self._http, self._server, method, url, body, content_type, call_timeout
+            self._http, self._server, method, url, body, content_type, waits, self.max_reply_size
         )
 
     async def aclose(self) -> None:

@@ -25,6 +25,7 @@ __all__ = [
     "ServerUnavailable",
     "error_body",
     "error_reply",
+    "refused_reply",
     "status_error",
     "unavailable",
 ]
@@ -121,6 +122,17 @@ def status_error(reply: Reply, where: str, resource: str) -> DataServeError:
     if status == 503:
         return ServerUnavailable(f"the server cannot serve now: {message} (503 from {where})")
     return DataServeError(f"unexpected {status} {reply.reason or _phrase(status)} from {where}: {message}")
+
+
+def refused_reply(where: str, exc: Exception) -> DataServeError:
+    """The exception for a reply the client itself gave up on: one larger than it takes
+    (PayloadError), or one not whole by the call's deadline (ServerUnavailable, a TimeoutError)."""
+    if isinstance(exc, TimeoutError):
+        return ServerUnavailable(
+            f"no whole reply from {where} within the call's deadline; the handler may have run. "
+            "Give the call a later deadline, or check the server"
+        )
+    return PayloadError(f"{exc}, from {where}: give the client a larger max_reply_size to take it")
 
 
 def unavailable(where: str, exc: BaseException, *, timed_out: bool = False) -> ServerUnavailable:

@@ -12,12 +12,22 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 from collections.abc import Sequence
 
-from ._http1 import Connection, request_head
+from ._http1 import Connection, DeadlinePassed, request_head
 from ._wire import Reply
 
-__all__ = ["DISABLE_ENV", "PIPELINE_BYTES", "PIPELINE_DEPTH", "FastPath", "NotSent", "Request", "eligible"]
+__all__ = [
+    "DISABLE_ENV",
+    "PIPELINE_BYTES",
+    "PIPELINE_DEPTH",
+    "FastPath",
+    "NotSent",
+    "Request",
+    "Waits",
+    "eligible",
+]
 
 DISABLE_ENV = "DATASERVE_FAST_PATH"
 """Set to 0 to send every call through httpx."""
@@ -42,6 +52,27 @@ def eligible(scheme: str, host: str, *, uds: bool = False) -> bool:
     return scheme == "http" and not _proxied(host)
 
 
+class Waits:
+    """How long one call waits: for each send and receive (``timeout``), to connect, and in all
+    (until ``deadline``, a ``time.monotonic()``); None waits for ever."""
+
+    __slots__ = ("connect", "deadline", "timeout")
+
+    def __init__(self, timeout: float | None, connect: float | None, deadline: float | None = None) -> None:
+        self.timeout = timeout
+        self.connect = connect
+        self.deadline = deadline
+
+    def connect_within(self) -> float | None:
+        """How long connecting may take: ``connect``, or less if the deadline is nearer."""
+        if self.deadline is None:
+            return self.connect
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise DeadlinePassed("the call took longer than its deadline")
+        return left if self.connect is None else min(self.connect, left)
+
+
 class NotSent(ConnectionError):
     """The connection failed before a request was all sent: the server cannot have handled it."""
 
@@ -57,14 +88,12 @@ class FastPath:
         address: tuple[str, int] | str,
         headers: dict[str, str],
         *,
-        timeout: float | None,
-        connect_timeout: float | None,
         keepalive_expiry: float,
+        max_reply_size: int | None,
     ) -> None:
         self.address = address
-        self.timeout = timeout
-        self.connect_timeout = connect_timeout
         self.keepalive_expiry = keepalive_expiry
+        self.max_reply_size = max_reply_size
         if isinstance(address, str):
             host_header = "localhost"
         else:
@@ -76,34 +105,23 @@ class FastPath:
         self._lock = threading.Lock()
 
     def request(
-        self,
-        method: str,
-        target: bytes,
-        body: bytes,
-        content_type: str | None,
-        timeout: float | None = None,
-        connect_timeout: float | None = None,
+        self, method: str, target: bytes, body: bytes, content_type: str | None, waits: Waits
     ) -> Reply:
-        """Send one request for ``target`` and return the reply.
+        """Send one request for ``target`` and return the reply, waiting as ``waits`` says.
 
-        ``timeout`` and ``connect_timeout`` replace the pool's for this request. Raises
-        OSError (TimeoutError for a timeout) if it fails. A request that was not all sent
-        when its pooled connection failed is sent once more on a fresh connection; one
-        that was all sent is never sent again.
+        Raises OSError (TimeoutError for a timeout) if it fails, and ReplyTooLarge for a reply
+        over ``max_reply_size``. A request that was not all sent when its pooled connection
+        failed is sent once more on a fresh connection; one that was all sent is never sent
+        again.
         """
         request = (method, target, body, content_type)
         head = request_head(method, target, self._fixed, content_type, len(body))
-        connection, reused = self._connection(connect_timeout)
-        reply, keep, connection = self._exchange(connection, reused, head, request, timeout, connect_timeout)
+        connection, reused = self._connection(waits)
+        reply, keep, connection = self._exchange(connection, reused, head, request, waits)
         self._release(connection, keep)
         return reply
 
-    def pipeline(
-        self,
-        requests: Sequence[Request],
-        timeout: float | None = None,
-        connect_timeout: float | None = None,
-    ) -> list[Reply | OSError]:
+    def pipeline(self, requests: Sequence[Request], waits: Waits) -> list[Reply | OSError]:
         """Send ``requests`` on one connection, a window of them at a time before reading their replies.
 
         Returns, in order, a reply for each request or the OSError that ended its connection
@@ -116,7 +134,7 @@ class FastPath:
             for method, target, body, ctype in requests
         ]
         results: list[Reply | OSError] = []
-        connection, reused = self._connection(connect_timeout)
+        connection, reused = self._connection(waits)
         keep = True
         while len(results) < len(requests):
             window = _window(heads, requests, len(results))
@@ -124,14 +142,14 @@ class FastPath:
                 if len(window) == 1:
                     index = window[0]
                     reply, keep, connection = self._exchange(
-                        connection, reused, heads[index], requests[index], timeout, connect_timeout
+                        connection, reused, heads[index], requests[index], waits
                     )
                     results.append(reply)
                 else:
-                    connection.set_timeout(self.timeout if timeout is None else timeout)
+                    connection.set_timeout(waits.timeout, waits.deadline)
                     _send_window(connection, heads, requests, window)
                     for index in window:
-                        reply, keep = connection.read_reply(head_request=requests[index][0] == "HEAD")
+                        reply, keep = self._read(connection, requests[index][0])
                         results.append(reply)
                         if not keep:
                             break
@@ -145,32 +163,25 @@ class FastPath:
                         "the server closed the connection after the reply to an earlier call"
                     )
                     return results + [gone] * (len(requests) - len(results))
-                connection, keep = self._connect(connect_timeout), True
+                connection, keep = self._connect(waits), True
             reused = True
         self._release(connection, keep)
         return results
 
     def _exchange(
-        self,
-        connection: Connection,
-        reused: bool,
-        head: bytes,
-        request: Request,
-        timeout: float | None,
-        connect_timeout: float | None,
+        self, connection: Connection, reused: bool, head: bytes, request: Request, waits: Waits
     ) -> tuple[Reply, bool, Connection]:
         """One request and its reply on ``connection``, sent again on a new one if it could not be sent."""
-        timeout = self.timeout if timeout is None else timeout
         while True:
             try:
-                _send(connection, head, request[2], timeout)
-                reply, keep = connection.read_reply(head_request=request[0] == "HEAD")
+                _send(connection, head, request[2], waits)
+                reply, keep = self._read(connection, request[0])
                 return reply, keep, connection
             except NotSent:
                 connection.close()
                 if not reused:
                     raise
-                connection, reused = self._connect(connect_timeout), False
+                connection, reused = self._connect(waits), False
             except BaseException:
                 connection.close()
                 raise
@@ -182,19 +193,22 @@ class FastPath:
         for connection in idle:
             connection.close()
 
-    def _connection(self, connect_timeout: float | None) -> tuple[Connection, bool]:
+    def _read(self, connection: Connection, method: str) -> tuple[Reply, bool]:
+        return connection.read_reply(head_request=method == "HEAD", max_size=self.max_reply_size)
+
+    def _connection(self, waits: Waits) -> tuple[Connection, bool]:
         """A pooled connection still fit for use, or a new one; and whether it was pooled."""
         while True:
             with self._lock:
                 connection = self._idle.pop() if self._idle else None
             if connection is None:
-                return self._connect(connect_timeout), False
+                return self._connect(waits), False
             if connection.fit(self.keepalive_expiry):
                 return connection, True
             connection.close()
 
-    def _connect(self, connect_timeout: float | None) -> Connection:
-        timeout = self.connect_timeout if connect_timeout is None else connect_timeout
+    def _connect(self, waits: Waits) -> Connection:
+        timeout = waits.connect_within()
         if isinstance(self.address, str):
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
@@ -216,10 +230,10 @@ class FastPath:
             connection.close()
 
 
-def _send(connection: Connection, head: bytes, body: bytes, timeout: float | None) -> None:
+def _send(connection: Connection, head: bytes, body: bytes, waits: Waits) -> None:
     """Send one request; NotSent if the connection fails before all of it is sent."""
     try:
-        connection.set_timeout(timeout)
+        connection.set_timeout(waits.timeout, waits.deadline)
         connection.send(head, body)
     except TimeoutError:
         raise

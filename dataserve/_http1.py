@@ -18,7 +18,7 @@ import time
 from ._buffers import BodyBuffer
 from ._wire import Reply
 
-__all__ = ["MAX_HEAD", "Connection", "ProtocolError", "ReplyTooLarge", "request_head"]
+__all__ = ["MAX_HEAD", "Connection", "DeadlinePassed", "ProtocolError", "ReplyTooLarge", "request_head"]
 
 MAX_HEAD = 64 * 1024
 """The most bytes a reply's status line and headers may take."""
@@ -36,14 +36,21 @@ class ProtocolError(ConnectionError):
 
 
 class ReplyTooLarge(ProtocolError):
-    """A reply larger than the client takes: the connection is dropped before the body is read."""
+    """A reply larger than the client takes, or than its memory holds: the connection is dropped
+    before the body is read."""
 
-    def __init__(self, size: int, max_size: int) -> None:
-        super().__init__(
-            f"the reply of {size:,} bytes or more is larger than this client takes ({max_size:,})"
-        )
+    def __init__(self, size: int, max_size: int | None) -> None:
+        if max_size is None:
+            message = f"the reply of {size:,} bytes does not fit in this process's memory"
+        else:
+            message = f"the reply of {size:,} bytes or more is larger than this client takes ({max_size:,})"
+        super().__init__(message)
         self.size = size
         self.max_size = max_size
+
+
+class DeadlinePassed(TimeoutError):
+    """The call took longer than its deadline allows: whatever was still to come is given up."""
 
 
 def request_head(method: str, target: bytes, fixed: bytes, content_type: str | None, length: int) -> bytes:
@@ -69,7 +76,10 @@ class Connection:
         sock.settimeout(None)
         self.sock = sock
         self.last_used = time.monotonic()
+        self.deadline: float | None = None
+        """When the call under way must be over (``time.monotonic()``), if it has a deadline."""
         self._timeout: float | None = None
+        self._applied: float | None = None
         self._poll = select.poll()
         self._poll.register(sock, select.POLLIN)
         self._buffer = bytearray(_BUFFER)
@@ -92,21 +102,37 @@ class Connection:
             return False
         return not ready  # Between replies, something to read means the server closed it.
 
-    def set_timeout(self, timeout: float | None) -> None:
-        """Make each send and each receive wait at most ``timeout`` seconds (None: for ever)."""
-        if timeout == self._timeout:
+    def set_timeout(self, timeout: float | None, deadline: float | None = None) -> None:
+        """Make each send and each receive wait at most ``timeout`` seconds (None: for ever), and the
+        whole call end by ``deadline`` (``time.monotonic()``; None: whenever)."""
+        self._timeout = timeout
+        self.deadline = deadline
+        self._apply(timeout)
+
+    def _apply(self, timeout: float | None) -> None:
+        if timeout == self._applied:
             return
         seconds = 0.0 if timeout is None else max(timeout, 1e-6)
         value = struct.pack("ll", int(seconds), int(seconds % 1 * 1_000_000))
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
-        self._timeout = timeout
+        self._applied = timeout
+
+    def _before_io(self) -> None:
+        """Before a send or a receive: wait no longer than the deadline leaves."""
+        if self.deadline is None:
+            return
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise DeadlinePassed("the call took longer than its deadline")
+        self._apply(left if self._timeout is None or left < self._timeout else self._timeout)
 
     def send(self, head: bytes, body: bytes | bytearray | memoryview) -> None:
         """Send one request, its head and body in as few system calls as their sizes allow.
 
         Raises TimeoutError if the server takes nothing for the timeout.
         """
+        self._before_io()
         try:
             if len(body) < _BUFFER:
                 self.sock.sendall(head + body if body else head)
@@ -151,16 +177,22 @@ class Connection:
     def close(self) -> None:
         self.sock.close()
 
+    def _timed_out(self, where: str) -> TimeoutError:
+        if self.deadline is not None and time.monotonic() >= self.deadline - 1e-3:
+            return DeadlinePassed("the call took longer than its deadline")
+        return TimeoutError(f"timed out {where}")
+
     def _receive(self) -> None:
         """Receive more bytes after those in the buffer, making room first if need be."""
         if self._end == _BUFFER:
             if self._start == 0:
                 raise ProtocolError("a line of the server's reply is too long")
             self._compact()
+        self._before_io()
         try:
             count = self.sock.recv_into(self._view[self._end :])
         except BlockingIOError:  # what the kernel's timeout raises
-            raise TimeoutError("timed out waiting for the reply") from None
+            raise self._timed_out("waiting for the reply") from None
         if not count:
             raise ConnectionResetError("the server closed the connection before it replied in full")
         self._end += count
@@ -194,15 +226,19 @@ class Connection:
                 self._receive()
             return self._read_exact(size)
         # A large body goes straight from the socket into the buffer it is handed over in.
-        out = BodyBuffer(size)
+        try:
+            out = BodyBuffer(size)
+        except MemoryError:
+            raise ReplyTooLarge(size, None) from None
         out.write(self._view[self._start : self._end])
         self._start = self._end = 0
         recv_into = self.sock.recv_into
         while not out.full:
+            self._before_io()
             try:
                 count = recv_into(out.space())
             except BlockingIOError:
-                raise TimeoutError("timed out in the middle of the reply") from None
+                raise self._timed_out("in the middle of the reply") from None
             if not count:
                 raise ConnectionResetError("the server closed the connection in the middle of its reply")
             out.advance(count)
@@ -241,10 +277,11 @@ class Connection:
         total = len(chunks[0])
         self._start = self._end = 0
         while True:
+            self._before_io()
             try:
                 data = self.sock.recv(_BUFFER)
             except BlockingIOError:
-                raise TimeoutError("timed out in the middle of the reply") from None
+                raise self._timed_out("in the middle of the reply") from None
             if not data:
                 break
             total += len(data)

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import os
 import ssl
+import time
 from typing import Any
 
 import httpx
 
-from ._errors import ServerUnavailable, unavailable
+from ._errors import DataServeError, ServerUnavailable, refused_reply, unavailable
+from ._fastpath import Waits
+from ._http1 import DeadlinePassed, ReplyTooLarge
 from ._wire import Reply
 
 __all__ = ["KEEPALIVE_EXPIRY", "Verify", "async_request", "make_async_client", "make_client", "request"]
@@ -73,14 +76,9 @@ def make_async_client(
     return httpx.AsyncClient(**given)
 
 
-def timeouts(
-    http: httpx.Client | httpx.AsyncClient, timeout: float | None, connect: float | None
-) -> httpx.Timeout:
-    """The timeouts of one call: its own where given, else the client's."""
-    return httpx.Timeout(
-        http.timeout.read if timeout is None else timeout,
-        connect=http.timeout.connect if connect is None else connect,
-    )
+def timeouts(waits: Waits) -> httpx.Timeout:
+    """httpx's timeouts for one call's ``waits``; the deadline is kept by ``request``."""
+    return httpx.Timeout(waits.timeout, connect=waits.connect_within())
 
 
 def request(
@@ -90,24 +88,29 @@ def request(
     url: str,
     body: bytes,
     content_type: str | None,
-    timeout: httpx.Timeout,
+    waits: Waits,
+    max_size: int | None,
 ) -> Reply:
     """Send one request and return the reply; ServerUnavailable if it cannot be had.
 
-    A request whose body was not all sent is sent again, once, on a fresh connection.
+    A request whose body was not all sent is sent again, once, on a fresh connection. A reply
+    over ``max_size`` bytes, or past the deadline of ``waits``, is given up as it comes.
     """
     headers = {"content-type": content_type} if content_type else {}
     for attempt in range(2):
         sent = _Sent()
-        extensions = {"trace": sent.trace}
+        options: dict[str, Any] = {"timeout": timeouts(waits), "extensions": {"trace": sent.trace}}
         try:
-            response = http.request(
-                method, url, content=body, headers=headers, timeout=timeout, extensions=extensions
-            )
-            return _reply(response)
+            with http.stream(method, url, content=body, headers=headers, **options) as response:
+                reading = _Reading(response, waits, max_size)
+                for chunk in response.iter_bytes():
+                    reading.add(chunk)
+                return reading.reply()
         except httpx.TransportError as exc:
             if attempt or not sent.may_retry(exc):
                 raise _unavailable(where, exc) from exc
+        except (ReplyTooLarge, DeadlinePassed) as exc:
+            raise _refused(where, exc) from exc
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -118,27 +121,58 @@ async def async_request(
     url: str,
     body: bytes,
     content_type: str | None,
-    timeout: httpx.Timeout,
+    waits: Waits,
+    max_size: int | None,
 ) -> Reply:
     """``request`` for the async client."""
     headers = {"content-type": content_type} if content_type else {}
     for attempt in range(2):
         sent = _Sent()
-        extensions = {"trace": sent.atrace}
+        options: dict[str, Any] = {"timeout": timeouts(waits), "extensions": {"trace": sent.atrace}}
         try:
-            response = await http.request(
-                method, url, content=body, headers=headers, timeout=timeout, extensions=extensions
-            )
-            return _reply(response)
+            async with http.stream(method, url, content=body, headers=headers, **options) as response:
+                reading = _Reading(response, waits, max_size)
+                async for chunk in response.aiter_bytes():
+                    reading.add(chunk)
+                return reading.reply()
         except httpx.TransportError as exc:
             if attempt or not sent.may_retry(exc):
                 raise _unavailable(where, exc) from exc
+        except (ReplyTooLarge, DeadlinePassed) as exc:
+            raise _refused(where, exc) from exc
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _reply(response: httpx.Response) -> Reply:
-    headers = {name.lower(): value for name, value in response.headers.items()}
-    return Reply(response.status_code, headers, response.content, response.reason_phrase)
+class _Reading:
+    """A reply's body as it comes, held to a size and a deadline."""
+
+    def __init__(self, response: httpx.Response, waits: Waits, max_size: int | None) -> None:
+        self.response = response
+        self.deadline = waits.deadline
+        self.max_size = max_size
+        self.chunks: list[bytes] = []
+        self.size = 0
+        length = response.headers.get("content-length", "")
+        if max_size is not None and length.isdigit() and int(length) > max_size:
+            raise ReplyTooLarge(int(length), max_size)
+
+    def add(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.max_size is not None and self.size > self.max_size:
+            raise ReplyTooLarge(self.size, self.max_size)
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise DeadlinePassed("the call took longer than its deadline")
+        self.chunks.append(chunk)
+
+    def reply(self) -> Reply:
+        response = self.response
+        headers = {name.lower(): value for name, value in response.headers.items()}
+        body = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
+        return Reply(response.status_code, headers, body, response.reason_phrase)
+
+
+def _refused(where: str, exc: ReplyTooLarge | DeadlinePassed) -> DataServeError:
+    return refused_reply(where, exc)
 
 
 def _unavailable(where: str, exc: httpx.TransportError) -> ServerUnavailable:

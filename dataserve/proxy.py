@@ -14,8 +14,9 @@ built on ``multiprocessing.managers``, as the original was::
     store.append([1, 2, 3])  # runs Store.append in the server
 
 Unpickling runs code, so whoever can connect and knows the authkey can run any code in
-the server, and a server can run any code in its clients. Use it only between processes
-you trust, on a network you trust; see docs/proxy.md.
+the server, and a server can run any code in its clients. Without an authkey given, the
+server makes a random one that only its own user can read (``_proxykey``). Use it only
+between processes you trust, on a network you trust; see docs/proxy.md.
 """
 
 from __future__ import annotations
@@ -33,12 +34,10 @@ from multiprocessing.managers import BaseManager, RemoteError
 from typing import Any, Protocol, cast
 
 from ._errors import DataServeError, ServerUnavailable
+from ._proxykey import AUTHKEY_ENV, client_key, forget, keep, server_key
 from ._signals import signals_interrupt
 
 __all__ = ["RunningProxyServer", "get_proxy_class", "run_proxy_server", "serve_proxy"]
-
-_AUTHKEY_ENV = "DATASERVE_AUTHKEY"
-"""The environment variable both sides take the authkey from when none is passed."""
 
 _STOP_TIMEOUT = 5.0
 """Seconds to wait for the server's threads when it stops; calls still running are left."""
@@ -60,9 +59,10 @@ def run_proxy_server(
     real one. With ``uds`` (and ``port`` None) it listens on that Unix socket instead.
 
     ``authkey`` is the shared secret clients must prove they know. It defaults to the
-    ``DATASERVE_AUTHKEY`` environment variable, else to the class name, which anyone can
-    guess: the default host serves this machine only; read docs/proxy.md before serving
-    any other.
+    ``DATASERVE_AUTHKEY`` environment variable; without either, the server makes a random
+    key, which it keeps in a file only its user can read, where that user's clients on
+    this machine find it. A short key given is warned about. Read docs/proxy.md before
+    serving beyond this machine.
     """
     with signals_interrupt(), contextlib.suppress(KeyboardInterrupt):
         server = _ProxyServer(proxy_class, _address(host, port, uds), authkey)
@@ -128,18 +128,18 @@ def get_proxy_class(
     passed by pickle; an exception the method raises is raised by the call. Method calls
     wait as long as the method runs: ``connect_timeout`` bounds only reaching the server.
 
-    ``authkey`` defaults to the ``DATASERVE_AUTHKEY`` environment variable, else to
-    ``proxy_name``; it must be the server's.
+    ``authkey`` defaults to the ``DATASERVE_AUTHKEY`` environment variable, else to the
+    key that a server which made its own keeps for its user; it must be the server's.
 
     Raises ``ServerUnavailable`` if nothing answers at ``host:port`` like a proxy server
     within ``connect_timeout`` seconds, and ``DataServeError`` if the server refuses the
     authkey or serves no class named ``proxy_name``.
     """
     _check_name(proxy_name)
-    key = _authkey(authkey, proxy_name)
     address = _address(host, port, uds)
     where = _where(address)
     _probe(address, connect_timeout)
+    key = client_key(authkey, address)
     manager = _manager_class()
     manager.register(proxy_name)
     client = manager(address=address, authkey=key)
@@ -149,9 +149,10 @@ def get_proxy_class(
     except AuthenticationError:
         raise DataServeError(
             f"the proxy server at {where} refused the authkey: its key and this one differ. "
-            f"Each side uses the authkey argument, else the {_AUTHKEY_ENV} environment variable, "
-            f"else the class name ({proxy_name!r} here); set {_AUTHKEY_ENV} to the same secret "
-            "for the server and its clients, or pass the same authkey to both"
+            f"Each side uses the authkey argument, else the {AUTHKEY_ENV} environment variable "
+            "(else the server makes a random key, which its own user's clients on its machine find); "
+            f"set {AUTHKEY_ENV} to the same secret for the server and its clients, or pass the "
+            "same authkey to both"
         ) from None
     except RemoteError as exc:
         # args[0] is the server's traceback, as text; its last line names the exception.
@@ -207,13 +208,15 @@ class _ProxyServer:
         self._instance: object = None
         self._instance_made = False
         self._instance_ready = threading.Event()
+        key, made = server_key(authkey, self.name)
         try:
-            server = manager(address=address, authkey=_authkey(authkey, self.name)).get_server()
+            server = manager(address=address, authkey=key).get_server()
         except OSError as exc:
             raise DataServeError(
                 f"cannot listen on {_where(address)}: {exc.strerror or exc}; choose another port or path"
             ) from None
         self._server = cast(_ServerInternals, server)
+        self._key_file = keep(key, self._server.address) if made else None
         # Server.serve_client serves a connection while stop_event is unset, and when it
         # ends because stop_event is set it sends a reply nobody asked for, which the next
         # call would read as its own. So, as in the stdlib, only a client's "shutdown"
@@ -254,6 +257,9 @@ class _ProxyServer:
         deadline = time.monotonic() + _STOP_TIMEOUT
         for _, thread in connections:
             thread.join(max(0.0, deadline - time.monotonic()))
+        if self._key_file is not None:
+            forget(self._key_file)
+            self._key_file = None
 
     def _shared_instance(self) -> object:
         self._instance_ready.wait()
@@ -316,16 +322,6 @@ def _check_name(name: str) -> str:
             "'_' nor be an attribute of multiprocessing.managers.BaseManager; rename the class"
         )
     return name
-
-
-def _authkey(authkey: bytes | str | None, name: str) -> bytes:
-    """The authkey passed, else the one in the environment, else the class name, as bytes."""
-    if authkey is None:
-        authkey = os.environ.get(_AUTHKEY_ENV) or name
-    key = authkey.encode() if isinstance(authkey, str) else bytes(authkey)
-    if not key:
-        raise ValueError("the authkey must not be empty")
-    return key
 
 
 def _probe(address: tuple[str, int] | str, timeout: float) -> None:

@@ -851,8 +851,8 @@ async def test_async_per_call_timeout_replaces_the_clients(async_client: AsyncHT
 def test_connect_timeout_is_separate_from_the_call_timeout() -> None:
     with HTTPDataClient(5001, timeout=120, connect_timeout=2) as client:
         assert (client._httpx().timeout.connect, client._httpx().timeout.read) == (2, 120)
-        if client._fast is not None:
-            assert (client._fast.connect_timeout, client._fast.timeout) == (2, 120)
+        waits = client._waits(None, None, None)
+        assert (waits.connect, waits.timeout) == (2, 120)
 
 
 def _flaky_transport(failure: type[httpx.TransportError], *, after_body_sent: bool) -> httpx.MockTransport:

@@ -6,6 +6,7 @@ the same, on uvicorn's own protocol too.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import signal
@@ -17,7 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import uvicorn
@@ -207,7 +208,8 @@ def test_a_call_refused_from_its_head_drops_its_body_and_keeps_the_connection(
 def test_a_mounted_data_app_is_served_through_the_host_app_by_the_protocol() -> None:
     data_app = dataserve.create_app(EchoHandler)
     host = Starlette(routes=[Mount("/data", data_app)], lifespan=data_app.lifespan)
-    config = uvicorn.Config(host, http=DataProtocol, log_level="warning", lifespan="on")
+    protocol = cast(type[asyncio.Protocol], DataProtocol)  # a BufferedProtocol, which uvicorn takes too
+    config = uvicorn.Config(host, http=protocol, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     with socket.create_server(("127.0.0.1", 0)) as sock:
         thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)

@@ -7,6 +7,7 @@ import re
 import select
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import textwrap
@@ -256,15 +257,17 @@ def test_authkey_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         assert get_proxy_class("Store", server.port).echo(1) == 1
         assert get_proxy_class("Store", server.port, authkey="from-the-environment").echo(2) == 2
         monkeypatch.delenv("DATASERVE_AUTHKEY")
-        with pytest.raises(DataServeError, match="refused the authkey"):
+        with pytest.raises(DataServeError, match="no authkey for the proxy server"):
             get_proxy_class("Store", server.port)
+        with pytest.raises(DataServeError, match="refused the authkey"):
+            get_proxy_class("Store", server.port, authkey="another-key-of-some-length")
 
 
 def test_explicit_authkey_as_str_or_bytes() -> None:
-    with serve_proxy(Store, authkey="s3cret") as server:
-        assert get_proxy_class("Store", server.port, authkey=b"s3cret").echo(1) == 1
-        with pytest.raises(DataServeError, match="refused the authkey"):
-            get_proxy_class("Store", server.port)  # the default key, the class name
+    with serve_proxy(Store, authkey="a-secret-of-24-bytes-ok") as server:
+        assert get_proxy_class("Store", server.port, authkey=b"a-secret-of-24-bytes-ok").echo(1) == 1
+        with pytest.raises(DataServeError, match="no authkey for the proxy server"):
+            get_proxy_class("Store", server.port)  # it made no key of its own to find
 
 
 def test_wrong_authkey_is_a_clear_error_and_the_server_goes_on(running: RunningProxyServer) -> None:
@@ -273,18 +276,63 @@ def test_wrong_authkey_is_a_clear_error_and_the_server_goes_on(running: RunningP
     message = str(caught.value)
     assert f"localhost:{running.port}" in message
     assert "DATASERVE_AUTHKEY" in message
-    assert get_proxy_class("Store", running.port, authkey="Store").echo("still there") == "still there"
+    assert get_proxy_class("Store", running.port, "127.0.0.1").echo("still there") == "still there"
 
 
 def test_unknown_proxy_name_is_a_clear_error(running: RunningProxyServer) -> None:
     with pytest.raises(DataServeError, match="serves no class named 'Storage'"):
-        get_proxy_class("Storage", running.port, authkey="Store")
+        get_proxy_class("Storage", running.port, "127.0.0.1")
 
 
-def test_unknown_proxy_name_with_default_keys_fails_authentication(running: RunningProxyServer) -> None:
-    # The default key is the name, so a wrong name is first a wrong key: the message says so.
-    with pytest.raises(DataServeError, match="else the class name \\('Storage' here\\)"):
-        get_proxy_class("Storage", running.port)
+def test_without_a_key_the_server_makes_a_random_one_only_its_user_can_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    with serve_proxy(Store) as server:
+        [key_file] = (tmp_path / "dataserve").iterdir()
+        assert key_file.name == f"proxy-{server.port}.key"
+        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+        assert stat.S_IMODE((tmp_path / "dataserve").stat().st_mode) == 0o700
+        key = key_file.read_bytes()
+        assert re.fullmatch(rb"[0-9a-f]{64}", key), "not 32 random bytes"
+        assert key != b"Store"
+        assert get_proxy_class("Store", server.port, "127.0.0.1").echo("found") == "found"
+        assert get_proxy_class("Store", server.port, "127.0.0.1", authkey=key).echo("given") == "given"
+        with pytest.raises(DataServeError, match="refused the authkey"):
+            get_proxy_class("Store", server.port, "127.0.0.1", authkey="Store")  # the old guessable default
+    assert not key_file.exists(), "the key file outlived its server"
+
+
+def test_a_client_that_cannot_read_the_key_file_must_be_given_the_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "the-servers"))
+    with serve_proxy(Store) as server:
+        monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "another-users"))  # as another user sees it
+        with pytest.raises(
+            DataServeError, match=r"no authkey for the proxy server at 127\.0\.0\.1:\d+: pass"
+        ):
+            get_proxy_class("Store", server.port, "127.0.0.1")
+
+
+def test_a_key_file_others_could_read_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    with serve_proxy(Store) as server:
+        [key_file] = (tmp_path / "dataserve").iterdir()
+        key_file.chmod(0o644)
+        with pytest.raises(DataServeError, match="is readable by others"):
+            get_proxy_class("Store", server.port, "127.0.0.1")
+
+
+@pytest.mark.parametrize(("key", "weakness"), [("s3cret", "6 bytes"), ("Store", "it is the class name")])
+def test_a_weak_key_is_warned_about_as_the_server_starts(
+    capfd: pytest.CaptureFixture[str], key: str, weakness: str
+) -> None:
+    with serve_proxy(Store, authkey=key) as server:
+        assert get_proxy_class("Store", server.port, "127.0.0.1", authkey=key).echo(1) == 1
+    err = capfd.readouterr().err
+    assert f"dataserve proxy: warning: the authkey is weak ({weakness})" in err
+    assert "can run any code in this server" in err.replace("\n", " ")
 
 
 def test_unreachable_server_is_server_unavailable() -> None:
