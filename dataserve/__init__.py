@@ -22,6 +22,7 @@ if TYPE_CHECKING:
         ServerUnavailable,
     )
     from ._handler import HTTPDataHandler
+    from ._limits import Limits
     from ._server import RunningServer, run_http_server, serve
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "DataServeError",
     "HTTPDataClient",
     "HTTPDataHandler",
+    "Limits",
     "PayloadError",
     "RemoteError",
     "ResourceNotFound",
@@ -55,6 +57,7 @@ _MODULES = {
     "ResourceNotFound": "_errors",
     "ServerUnavailable": "_errors",
     "HTTPDataHandler": "_handler",
+    "Limits": "_limits",
     "RunningServer": "_server",
     "run_http_server": "_server",
     "serve": "_server",

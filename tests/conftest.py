@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import re
 import socket
@@ -137,6 +138,37 @@ def serve_app(app: ASGIApp) -> Iterator[int]:
         finally:
             server.should_exit = True
             thread.join(30)
+
+
+class Logged(logging.Handler):
+    """The records that dataserve's and uvicorn's loggers log at ``level`` or above, while it is open.
+
+    Open it once the server has started: a start configures those loggers anew.
+    """
+
+    def __init__(self, level: int = logging.WARNING) -> None:
+        super().__init__(level)
+        self.records: list[logging.LogRecord] = []
+        self._loggers = [logging.getLogger(name) for name in ("dataserve", "uvicorn.error")]
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    @property
+    def text(self) -> str:
+        return "\n".join(record.getMessage() for record in self.records)
+
+    def __enter__(self) -> Logged:
+        import dataserve._watch
+
+        dataserve._watch._last_warned.clear()  # each test sees its own warnings
+        for logger in self._loggers:
+            logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for logger in self._loggers:
+            logger.removeHandler(self)
 
 
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:

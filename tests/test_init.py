@@ -27,6 +27,7 @@ def test_public_names_are_exported() -> None:
             "DataServeError",
             "HTTPDataClient",
             "HTTPDataHandler",
+            "Limits",
             "PayloadError",
             "RemoteError",
             "ResourceNotFound",
