@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
@@ -192,12 +193,15 @@ class _CallEndpoint:
         )
         gone = asyncio.Event()
         watch = asyncio.ensure_future(_wait_for_disconnect(receive, gone))
+        started = time.monotonic()
         try:
             reply = await self.core.call(path, body, content_type, gone.is_set)
         except asyncio.CancelledError:
-            # The server cuts calls still running past its grace period: the caller hears so.
+            # The server cuts calls still running past its grace period: the caller hears so,
+            # and the call ends here, answered, rather than as an error of the application.
+            self.core.log_cut(1, [(path, started)])
             await send_reply(send, self.core.cut_reply())
-            raise
+            return
         finally:
             watch.cancel()
         if reply is not GONE:

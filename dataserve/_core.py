@@ -295,6 +295,18 @@ class CallCore:
         reply.headers["retry-after"] = "1"
         return reply
 
+    def log_cut(self, count: int, running: list[tuple[str, float]]) -> None:
+        """Say in the log that ``count`` calls were cut, and which ``(resource, started)`` were running."""
+        now = time.monotonic()
+        calls = ", ".join(f"{resource} ({now - started:.1f} s)" for resource, started in running)
+        logger.warning(
+            "the server stopped past its grace period with %d call(s) unanswered, cut with 503; "
+            "in %s.handle_request: %s",
+            count,
+            self.name,
+            calls or "none",
+        )
+
     async def wind_down(self) -> bool:
         """Answer every call still open with 503, and say whether ``teardown()`` may run.
 
@@ -304,15 +316,7 @@ class CallCore:
         running = list(self.admission.running.values())
         cut = self.admission.cut_all(self.cut_reply())
         if cut:
-            now = time.monotonic()
-            calls = ", ".join(f"{call.resource} ({now - call.started:.1f} s)" for call in running)
-            logger.warning(
-                "the server stopped past its grace period with %d call(s) unanswered, cut with 503; "
-                "in %s.handle_request: %s",
-                cut,
-                self.name,
-                calls or "none",
-            )
+            self.log_cut(cut, [(call.resource, call.started) for call in running])
         deadline = time.monotonic() + _TEARDOWN_WAIT
         while self.admission.running and time.monotonic() < deadline:
             await asyncio.sleep(0.02)

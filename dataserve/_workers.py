@@ -67,7 +67,14 @@ def run_workers(target: str, sock: socket.socket, workers: int, options: AppOpti
     import_handler(target)  # Fail here, in one line, rather than once in every worker.
     factory = partial(worker_app, target, options, os.getpid())
     supervisor = _Supervisor(config(factory, factory=True, workers=workers), sockets=[sock])
-    supervisor.run()
+    # A worker starts with a copy of this environment: the token, resolved into the options
+    # already, is out of it while workers start, and back once they are all gone.
+    token = os.environ.pop(TOKEN_ENV, None)
+    try:
+        supervisor.run()
+    finally:
+        if token is not None:
+            os.environ[TOKEN_ENV] = token
     if any(process.exitcode == STARTUP_FAILURE for process in supervisor.processes):
         raise DataServeError(f"a worker serving {target} failed to start; see the log above")
 

@@ -54,3 +54,44 @@ class NotAHandler:
 
     def handle_request(self, resource: str, payload: Any) -> Any:
         return payload
+
+
+class ChildHandler(dataserve.HTTPDataHandler):
+    """Tells the tests of workers what the serving process is and holds.
+
+    ``/pid`` is the id of the process that serves; ``/child-env`` the environment a program the
+    handler starts is given; ``/segfault`` ends the process as a crash would; ``/hog`` opens
+    files until only ``payload`` descriptors are left under the limit, ``/release`` closes them.
+    """
+
+    def __init__(self) -> None:
+        self.files: list[Any] = []
+
+    def handle_request(self, resource: str, payload: Any) -> Any:
+        if resource == "/pid":
+            return os.getpid()
+        if resource == "/child-env":
+            import subprocess
+            import sys
+
+            script = "import json, os; print(json.dumps(dict(os.environ)))"
+            return subprocess.run(
+                [sys.executable, "-c", script], capture_output=True, text=True, check=True
+            ).stdout
+        if resource == "/segfault":
+            import signal
+
+            os.kill(os.getpid(), signal.SIGSEGV)
+        if resource == "/hog":
+            import resource as limits
+
+            soft, _ = limits.getrlimit(limits.RLIMIT_NOFILE)
+            while len(os.listdir("/proc/self/fd")) < soft - int(payload):
+                self.files.append(open(os.devnull, "rb"))  # noqa: SIM115 - held open on purpose
+            return len(self.files)
+        if resource == "/release":
+            for file in self.files:
+                file.close()
+            self.files.clear()
+            return 0
+        return payload

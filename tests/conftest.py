@@ -40,17 +40,24 @@ class ScriptServer:
     port: int
 
 
-def start_script(script: Path, *args: str) -> ScriptServer:
-    """Run ``script``, which serves and prints dataserve's first line, and read the port from it."""
-    process = subprocess.Popen(
-        [sys.executable, str(script), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+def start_script(script: Path, *args: str, log: Path | None = None) -> ScriptServer:
+    """Run ``script``, which serves and prints dataserve's first line, and read the port from it.
+
+    Its stderr goes to the file ``log`` if given (a server that logs much would fill a pipe
+    nobody reads, and block), else to a pipe.
+    """
+    with contextlib.ExitStack() as stack:
+        stderr = stack.enter_context(log.open("w")) if log is not None else subprocess.PIPE
+        process = subprocess.Popen(
+            [sys.executable, str(script), *args], stdout=subprocess.PIPE, stderr=stderr, text=True
+        )
     assert process.stdout is not None
     first_line = process.stdout.readline()
     match = re.search(r"on https?://127\.0\.0\.1:(\d+)", first_line)
     if not match:
         process.kill()
-        pytest.fail(f"unexpected first line {first_line!r}; stderr: {process.communicate(timeout=10)[1]}")
+        err = log.read_text() if log is not None else process.communicate(timeout=10)[1]
+        pytest.fail(f"unexpected first line {first_line!r}; stderr: {err}")
     return ScriptServer(process, first_line, int(match.group(1)))
 
 
