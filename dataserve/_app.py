@@ -25,14 +25,14 @@ from starlette.types import Receive, Scope, Send
 
 from . import _descriptors as descriptors
 from ._buffers import BodyBuffer
-from ._core import DEFAULT_MAX_BODY_SIZE, GONE, MAX_HEADER_BYTES, CallCore
+from ._core import DEFAULT_MAX_BODY_SIZE, GONE, CallCore
 from ._errors import error_reply
 from ._handler import HTTPDataHandler
 from ._lifecycle import State
 from ._limits import Limits
 from ._wire import HEALTH_PATH, Reply
 
-__all__ = ["DEFAULT_MAX_BODY_SIZE", "HEALTH_PATH", "MAX_HEADER_BYTES", "DataApp", "create_app"]
+__all__ = ["DEFAULT_MAX_BODY_SIZE", "HEALTH_PATH", "DataApp", "create_app"]
 
 _LARGE = 1 << 20
 """A declared body from this size on is gathered into one buffer as it arrives, not joined at the end."""

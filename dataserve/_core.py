@@ -28,10 +28,8 @@ from ._threads import HandlerThreads
 from ._token import refusal, resolve_token
 from ._wire import Reply
 
-__all__ = ["DEFAULT_MAX_BODY_SIZE", "GONE", "MAX_HEADER_BYTES", "CallCore"]
+__all__ = ["DEFAULT_MAX_BODY_SIZE", "GONE", "CallCore"]
 
-MAX_HEADER_BYTES = 64 * 1024
-"""The most bytes of request headers a call may carry; more are refused with 431."""
 
 DEFAULT_MAX_BODY_SIZE = 1 << 30
 """The largest request body a server takes by default (1 GiB): larger ones are refused with 413."""
@@ -85,9 +83,10 @@ class CallCore:
         headers with lower-case names, and ``length`` its declared Content-Length, if any.
         """
         header_bytes = sum(len(name) + len(value) for name, value in headers)
-        if header_bytes > MAX_HEADER_BYTES:
+        if header_bytes > self.limits.max_head_size:  # on any server; dataserve's own refuses sooner
             message = (
-                f"the request's headers take {header_bytes:,} bytes, over the {MAX_HEADER_BYTES:,} allowed"
+                f"the request's headers take {header_bytes:,} bytes, over the "
+                f"{self.limits.max_head_size:,} taken (max_head_size); send fewer or smaller headers"
             )
             return error_reply(431, "headers_too_large", message)
         if self.token is not None:

@@ -164,6 +164,23 @@ async def test_resource_is_path_without_query_string() -> None:
     assert seen == ["/a/b", "/"]
 
 
+@pytest.mark.parametrize(("extra", "status"), [(0, 200), (1, 431)], ids=["at the limit", "past it"])
+async def test_a_mounted_app_takes_headers_up_to_max_head_size(extra: int, status: int) -> None:
+    # Whatever server runs the app: the headers' names and values are counted, as they arrived.
+    limit = 1000
+    async with app_client_for(EchoHandler, limits=dataserve.Limits(max_head_size=limit)) as test_client:
+        request = test_client.build_request("PUT", "/echo", json=1)
+        counted = sum(len(name) + len(value) for name, value in request.headers.raw)
+        filler = b"f" * (limit + extra - counted - len(b"x-filler"))
+        request.headers["x-filler"] = filler.decode()
+        response = await test_client.send(request)
+    assert response.status_code == status
+    if status == 200:
+        assert response.json() == 1
+    else:
+        assert "max_head_size" in response.json()["message"]
+
+
 async def test_one_handler_instance_serves_every_call(app_client: httpx.AsyncClient) -> None:
     counts = [(await put(app_client, "/calls")).json() for _ in range(3)]
     assert counts == [1, 2, 3]
