@@ -46,6 +46,8 @@ class AppOptions:
     token: str | None
     max_body_size: int | None
     limits: Limits
+    drain_timeout: float = 0
+    refuse_while_loading: bool = False
 
     def kwargs(self) -> dict[str, Any]:
         """The options as ``create_app``'s keyword arguments."""
@@ -83,21 +85,27 @@ class _Supervisor(Multiprocess):
     """uvicorn's supervisor, which says at WARNING when it replaces a worker, and why."""
 
     def keep_subprocess_alive(self) -> None:
-        before = [(process.pid, process.exitcode) for process in self.processes]
+        before = [(process, process.exitcode) for process in self.processes]
         super().keep_subprocess_alive()
         if self.should_exit.is_set():
             return
-        for (pid, exitcode), process in zip(before, self.processes, strict=True):
-            if process.pid == pid:
+        for (old, exitcode_before), process in zip(before, self.processes, strict=True):
+            if process is old:
                 continue
-            if exitcode is None:
+            exitcode = old.exitcode  # read after uvicorn joined it: a snapshot may predate the death
+            if exitcode is None or (exitcode == -signal.SIGKILL and exitcode_before is None):
                 wait = self.config.timeout_worker_healthcheck
-                how = f"did not answer its supervisor within {wait} s and was killed"
+                how = (
+                    f"was killed by SIGKILL (it did not answer its supervisor within {wait} s,"
+                    " or was killed from outside)"
+                )
             elif exitcode < 0:
                 how = f"was killed by {signal.Signals(-exitcode).name}"
             else:
                 how = f"exited with status {exitcode}"
-            logger.warning("dataserve: worker process %s %s; started %s in its place", pid, how, process.pid)
+            logger.warning(
+                "dataserve: worker process %s %s; started %s in its place", old.pid, how, process.pid
+            )
 
 
 def _die_with(supervisor: int) -> None:

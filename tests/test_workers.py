@@ -20,7 +20,7 @@ import pytest
 
 from dataserve import AuthenticationError, HTTPDataClient, ServerUnavailable
 from dataserve._token import TOKEN_ENV
-from tests.conftest import free_port, worker_pids
+from tests.conftest import die_with_test, free_port, worker_pids
 
 ROOT = Path(__file__).resolve().parent.parent
 BOUND = 30.0
@@ -48,6 +48,7 @@ class Supervised:
                 stdout=subprocess.PIPE,
                 stderr=log,
                 text=True,
+                preexec_fn=die_with_test,
             )
         assert self.process.stdout is not None
         first_line = self.process.stdout.readline()
