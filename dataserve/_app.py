@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
@@ -26,6 +27,7 @@ from starlette.types import Receive, Scope, Send
 from . import _descriptors as descriptors
 from ._buffers import BodyBuffer
 from ._core import DEFAULT_MAX_BODY_SIZE, GONE, CallCore
+from ._drain import Drain
 from ._errors import error_reply
 from ._handler import HTTPDataHandler
 from ._lifecycle import State
@@ -46,8 +48,11 @@ def create_app(
     token: str | None = None,
     max_body_size: int | None = DEFAULT_MAX_BODY_SIZE,
     limits: Limits | None = None,
+    drain_timeout: float = 0,
+    refuse_while_loading: bool = False,
+    wait_for_setup: bool = False,
 ) -> DataApp:
-    """Return the ASGI app that serves ``data_handler`` at every PUT path.
+    """Return the ASGI app that serves ``data_handler`` at every PUT (or POST) path.
 
     ``data_handler`` is a subclass of HTTPDataHandler, made once with no arguments, or
     an instance of one. With ``debug`` a failing handler's traceback goes back to the
@@ -57,6 +62,14 @@ def create_app(
     only calls that carry it are answered. Bodies over ``max_body_size`` bytes are
     refused (None takes any size); ``limits`` holds the server's other limits (see
     ``Limits``). The app can be mounted into any Starlette or FastAPI app.
+
+    Behind a load balancer: with ``drain_timeout`` seconds, a SIGTERM or Ctrl-C first makes
+    the health check say "stopping" while calls are still served for that long, then stops;
+    with ``refuse_while_loading`` a call that comes while ``setup()`` runs gets 503 at once,
+    never having reached the handler, instead of waiting; with ``wait_for_setup`` the app's
+    lifespan startup finishes only once ``setup()`` has, for hosts that take a finished
+    startup as ready (Ray Serve). The app pickles as the call that made it, so that such a
+    host can make it again in each of its replicas.
     """
     return DataApp(
         _as_handler(data_handler),
@@ -65,6 +78,10 @@ def create_app(
         token=token,
         max_body_size=max_body_size,
         limits=limits,
+        drain_timeout=drain_timeout,
+        refuse_while_loading=refuse_while_loading,
+        wait_for_setup=wait_for_setup,
+        made_from=data_handler,
     )
 
 
@@ -86,7 +103,13 @@ class DataApp(Starlette):
         token: str | None = None,
         max_body_size: int | None = DEFAULT_MAX_BODY_SIZE,
         limits: Limits | None = None,
+        drain_timeout: float = 0,
+        refuse_while_loading: bool = False,
+        wait_for_setup: bool = False,
+        made_from: type[HTTPDataHandler] | HTTPDataHandler | None = None,
     ) -> None:
+        if drain_timeout < 0:
+            raise ValueError(f"drain_timeout must be 0 or more seconds, not {drain_timeout}")
         self.core = CallCore(
             handler,
             debug=debug,
@@ -94,13 +117,29 @@ class DataApp(Starlette):
             token=token,
             max_body_size=max_body_size,
             limits=limits,
+            refuse_while_loading=refuse_while_loading,
         )
         self.handler = handler
         self.lifecycle = self.core.lifecycle
         self.token = self.core.token
+        self.drain_timeout = drain_timeout
+        self.wait_for_setup = wait_for_setup
+        self._made: tuple[type[HTTPDataHandler] | HTTPDataHandler, dict[str, Any]] = (
+            handler if made_from is None else made_from,
+            {
+                "debug": debug,
+                "max_concurrency": max_concurrency,
+                "token": token,
+                "max_body_size": max_body_size,
+                "limits": limits,
+                "drain_timeout": drain_timeout,
+                "refuse_while_loading": refuse_while_loading,
+                "wait_for_setup": wait_for_setup,
+            },
+        )
         routes = [
             Route(HEALTH_PATH, self._health, methods=["GET"]),
-            Route("/{resource:path}", _CallEndpoint(self.core), methods=["PUT", "HEAD"]),
+            Route("/{resource:path}", _CallEndpoint(self.core), methods=["PUT", "POST", "HEAD"]),
         ]
         super().__init__(
             routes=routes, exception_handlers={HTTPException: _http_error}, lifespan=self._lifespan
@@ -111,13 +150,24 @@ class DataApp(Starlette):
         """The lifespan to give a host app this one is mounted in, so ``setup()`` runs at its start."""
         return self._lifespan
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle as the call that made this app: unpickled, it is a new app with a new handler
+        made as this one was (a handler class is pickled by name, an instance by value)."""
+        handler, options = self._made
+        return (functools.partial(create_app, handler, **options), ())
+
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: object = None) -> AsyncIterator[None]:
         self.lifecycle.start()
+        if self.wait_for_setup:
+            await self.lifecycle.ready()
         watch = asyncio.ensure_future(descriptors.watch())
+        drain = Drain(self.drain_timeout, self.core.stopping)
+        drain.install()
         try:
             yield
         finally:
+            drain.uninstall()
             watch.cancel()
             self.core.stopping()
             tear_down = await self.core.wind_down()  # calls still open are answered first

@@ -130,6 +130,20 @@ def _parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         metavar="BYTES",
         help="refuse larger bodies with 413; none takes any size (default %(default)s)",
     )
+    balanced = serve_parser.add_argument_group("behind a load balancer (see docs/scale-out.md)")
+    balanced.add_argument(
+        "--drain-timeout",
+        type=_drain,
+        default=0.0,
+        metavar="SECONDS",
+        help="on Ctrl-C or SIGTERM, say stopping on /healthz while still serving calls for this long, "
+        "then stop (default 0)",
+    )
+    balanced.add_argument(
+        "--refuse-while-loading",
+        action="store_true",
+        help="answer calls that come while setup() runs with 503 at once, instead of making them wait",
+    )
     _add_limits(serve_parser.add_argument_group("limits (see docs/security.md)"))
     serve_parser.add_argument("--ssl-certfile", metavar="PATH", help="serve HTTPS with this certificate")
     serve_parser.add_argument("--ssl-keyfile", metavar="PATH", help="the private key of --ssl-certfile")
@@ -165,6 +179,11 @@ def _parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         help="how long to wait to connect, to send and for the reply; 0 waits for ever (default %(default)s)",
     )
     send_parser.add_argument("--token", help=f"the server's token (default ${TOKEN_ENV})")
+    send_parser.add_argument(
+        "--post",
+        action="store_true",
+        help="send the call as POST, not PUT: a proxy in front of the server never sends it twice",
+    )
     trust = send_parser.add_mutually_exclusive_group()
     trust.add_argument("--cafile", metavar="PATH", help="check an HTTPS server's certificate against this CA")
     trust.add_argument(
@@ -246,6 +265,16 @@ def _seconds(text: str) -> float:
     return seconds
 
 
+def _drain(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (0 for no drain)")
+    return seconds
+
+
 def _timeout(text: str) -> float | None:
     try:
         seconds = float(text)
@@ -276,6 +305,8 @@ def serve_command(args: argparse.Namespace) -> int:
         token=args.token,
         max_body_size=args.max_body_size,
         limits=Limits(**{field.name: getattr(args, field.name) for field in dataclasses.fields(Limits)}),
+        drain_timeout=args.drain_timeout,
+        refuse_while_loading=args.refuse_while_loading,
         ssl_certfile=args.ssl_certfile,
         ssl_keyfile=args.ssl_keyfile,
     )
@@ -304,6 +335,7 @@ def send_command(args: argparse.Namespace) -> int:
         token=args.token,
         verify=verify,
         uds=args.uds,
+        method="POST" if args.post else "PUT",
     )
     show(reply, args.output)
     return 0

@@ -22,7 +22,7 @@ from ._admission import Admission
 from ._codec import decode, encode, is_json
 from ._errors import PayloadError, error_reply
 from ._handler import HTTPDataHandler
-from ._lifecycle import Lifecycle
+from ._lifecycle import Lifecycle, State
 from ._limits import Limits
 from ._threads import HandlerThreads
 from ._token import refusal, resolve_token
@@ -58,6 +58,7 @@ class CallCore:
         token: str | None = None,
         max_body_size: int | None = DEFAULT_MAX_BODY_SIZE,
         limits: Limits | None = None,
+        refuse_while_loading: bool = False,
     ) -> None:
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be 1 or more, not {max_concurrency}")
@@ -70,6 +71,7 @@ class CallCore:
         self.token = resolve_token(token)
         self.max_body_size = max_body_size
         self.limits = limits or Limits()
+        self.refuse_while_loading = refuse_while_loading
         self.is_async = inspect.iscoroutinefunction(handler.handle_request)
         self.threads = HandlerThreads(max_concurrency, f"dataserve {self.name}")
         self.admission = Admission(self.name, self.limits.max_queue, self.limits.max_memory)
@@ -111,7 +113,19 @@ class CallCore:
                 content_type = next((value for name, value in headers if name == b"content-type"), None)
                 if is_json(None if content_type is None else content_type.decode("latin-1")):
                     return self._json_too_large()
+        if self.refuse_while_loading and self.lifecycle.state in (State.IDLE, State.STARTING):
+            return self._loading()
         return None
+
+    def _loading(self) -> Reply:
+        """The reply to a call refused while ``setup()`` runs: it never reached the handler."""
+        message = (
+            f"{self.name}.setup() is still running, and the server refuses calls meanwhile "
+            "(refuse_while_loading): the call did not run; send it again shortly, or to another replica"
+        )
+        reply = error_reply(503, "loading", message)
+        reply.headers["retry-after"] = "1"
+        return reply
 
     def admit(self, size: int) -> Reply | None:
         """Admit a call whose body takes ``size`` bytes, or refuse it with 503 (max_queue, max_memory).

@@ -13,7 +13,7 @@ import httpx
 from ._client import load_verify
 from ._codec import decode
 from ._errors import status_error, unavailable
-from ._httpx import Verify, make_client
+from ._httpx import Sent, Verify, make_client
 from ._token import authorization, resolve_token
 from ._url import Address, request_target, resource_path
 from ._wire import Reply
@@ -43,11 +43,12 @@ def call(
     token: str | None = None,
     verify: Verify = True,
     uds: str | None = None,
+    method: str = "PUT",
 ) -> Any:
     """Send ``body`` to ``resource`` at ``url`` and return the reply, as ``HTTPDataClient.send`` does.
 
     Uploads and downloads above THRESHOLD draw a progress bar on stderr if it is a terminal.
-    With ``uds`` the call goes over that Unix socket.
+    With ``uds`` the call goes over that Unix socket; it travels as ``method``.
     """
     address = Address(url)
     target = request_target(address.path, resource).decode("ascii")
@@ -56,20 +57,28 @@ def call(
     token = resolve_token(token)
     headers = {"authorization": authorization(token)} if token else {}
     upload = Progress("upload", len(body), sys.stderr)
-    sent = {"content-type": content_type, "content-length": str(len(body))}
+    request_headers = {"content-type": content_type, "content-length": str(len(body))}
+    sent = Sent()
     try:
         with (
             upload,
             make_client(timeout, timeout, headers, load_verify(verify), uds) as http,
-            http.stream("PUT", origin + target, content=chunks(body, upload), headers=sent) as response,
+            http.stream(
+                method,
+                origin + target,
+                content=chunks(body, upload),
+                headers=request_headers,
+                extensions={"trace": sent.trace},
+            ) as response,
         ):
             content = _download(response)
     except httpx.TransportError as exc:
-        raise unavailable(server, exc, timed_out=isinstance(exc, httpx.TimeoutException)) from exc
+        timed_out = isinstance(exc, httpx.TimeoutException)
+        raise unavailable(server, exc, sent=sent.complete, timed_out=timed_out) from exc
     headers = {name.lower(): value for name, value in response.headers.items()}
     reply = Reply(response.status_code, headers, content, response.reason_phrase)
     if reply.status != 200:
-        where = f"PUT {origin}{target}" + ("" if uds is None else f" on {server}")
+        where = f"{method} {origin}{target}" + ("" if uds is None else f" on {server}")
         raise status_error(reply, where, resource_path(resource))
     return decode(content, response.headers.get("content-type"))
 

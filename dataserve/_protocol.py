@@ -3,7 +3,7 @@
 ``DataProtocol`` is uvicorn's httptools protocol, given to uvicorn through its public
 ``Config(http=...)`` hook, with two things added.
 
-The direct lane: a plain call (a PUT with a Content-Length, no ``Expect: 100-continue``, no
+The direct lane: a plain call (a PUT or POST with a Content-Length, no ``Expect: 100-continue``, no
 upgrade) to a ``DataApp`` served on its own goes straight to the call core (``_core``), the
 same core the Starlette route adapts, as a ``DirectCall`` (``_direct``): its body is received
 into one buffer, a large one straight from the socket, and its reply's head and body are
@@ -44,6 +44,9 @@ from ._watch import WINDOW, RateWatch, warn
 from ._wire import Reply
 
 __all__ = ["DIRECT_LANE_ENV", "DataProtocol", "HTTPProtocol"]
+
+_CALL_METHODS = (b"PUT", b"POST")
+"""The methods of a call: the seed's PUT, and POST, which proxies never send twice."""
 
 DIRECT_LANE_ENV = "DATASERVE_DIRECT_LANE"
 """Set to 0 to answer every call through uvicorn's own code and the ASGI app; the guards stay."""
@@ -332,7 +335,7 @@ class HTTPProtocol(HttpToolsProtocol):
         if (
             core is None
             or self.expect_100_continue
-            or parser.get_method() != b"PUT"
+            or parser.get_method() not in _CALL_METHODS
             or parser.should_upgrade()
         ):
             return None

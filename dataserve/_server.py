@@ -48,6 +48,8 @@ def run_http_server(
     workers: int = 1,
     max_body_size: int | None = DEFAULT_MAX_BODY_SIZE,
     limits: Limits | None = None,
+    drain_timeout: float = 0,
+    refuse_while_loading: bool = False,
     ssl_certfile: str | os.PathLike[str] | None = None,
     ssl_keyfile: str | os.PathLike[str] | None = None,
     keep_alive_timeout: int = 30,
@@ -65,9 +67,11 @@ def run_http_server(
     ``token`` (or ``$DATASERVE_TOKEN``) that callers must send, and TLS from
     ``ssl_certfile`` and ``ssl_keyfile``. With ``workers`` above 1, that many processes
     share the port, each with its own handler: ``data_handler`` must then be an import
-    path such as ``"mymodule:MyHandler"``. On Ctrl-C, calls under way get
-    ``shutdown_timeout`` seconds to finish. Raises DataServeError if the port is taken or
-    the handler's ``setup()`` fails. See ``create_app`` for the other options.
+    path such as ``"mymodule:MyHandler"``. On Ctrl-C or SIGTERM, the health check says
+    "stopping" while calls are still served for ``drain_timeout`` seconds (none by default),
+    then calls under way get ``shutdown_timeout`` seconds to finish. Raises DataServeError if
+    the port is taken or the handler's ``setup()`` fails. See ``create_app`` for the other
+    options.
     """
     if workers < 1:
         raise ValueError(f"workers must be 1 or more, not {workers}")
@@ -76,7 +80,15 @@ def run_http_server(
             "with workers > 1, pass the handler as an import path such as 'mymodule:MyHandler', "
             "so that each worker process can import it"
         )
-    app_options = AppOptions(debug, max_concurrency, resolve_token(token), max_body_size, _limits(limits))
+    app_options = AppOptions(
+        debug,
+        max_concurrency,
+        resolve_token(token),
+        max_body_size,
+        _limits(limits),
+        drain_timeout,
+        refuse_while_loading,
+    )
     options = _ServerOptions(log_level, ssl_certfile, ssl_keyfile, keep_alive_timeout, shutdown_timeout)
     name = _name(data_handler)
     with listen(host, port, uds, options.tls) as listening:
@@ -124,6 +136,8 @@ def serve(
     max_concurrency: int = 1,
     max_body_size: int | None = DEFAULT_MAX_BODY_SIZE,
     limits: Limits | None = None,
+    drain_timeout: float = 0,
+    refuse_while_loading: bool = False,
     ssl_certfile: str | os.PathLike[str] | None = None,
     ssl_keyfile: str | os.PathLike[str] | None = None,
     keep_alive_timeout: int = 30,
@@ -141,7 +155,15 @@ def serve(
     server is not ready within ``startup_timeout`` seconds. The other options are those of
     ``run_http_server``.
     """
-    app_options = AppOptions(debug, max_concurrency, resolve_token(token), max_body_size, _limits(limits))
+    app_options = AppOptions(
+        debug,
+        max_concurrency,
+        resolve_token(token),
+        max_body_size,
+        _limits(limits),
+        drain_timeout,
+        refuse_while_loading,
+    )
     options = _ServerOptions(log_level, ssl_certfile, ssl_keyfile, keep_alive_timeout, shutdown_timeout)
     with listen(host, None if uds is not None and port == 0 else port, uds, options.tls) as listening:
         warn_if_open(host, app_options.token, listening.uds)
@@ -166,6 +188,9 @@ def serve(
         try:
             yield RunningServer(listening.host, listening.port, options.tls, listening.uds)
         finally:
+            if drain_timeout > 0:  # the server's thread takes no signal: the drain is here
+                app.core.stopping()
+                time.sleep(drain_timeout)
             server.should_exit = True
             thread.join()
 

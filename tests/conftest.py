@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -49,7 +50,11 @@ def start_script(script: Path, *args: str, log: Path | None = None) -> ScriptSer
     with contextlib.ExitStack() as stack:
         stderr = stack.enter_context(log.open("w")) if log is not None else subprocess.PIPE
         process = subprocess.Popen(
-            [sys.executable, str(script), *args], stdout=subprocess.PIPE, stderr=stderr, text=True
+            [sys.executable, str(script), *args],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            preexec_fn=die_with_test,
         )
     assert process.stdout is not None
     first_line = process.stdout.readline()
@@ -59,6 +64,16 @@ def start_script(script: Path, *args: str, log: Path | None = None) -> ScriptSer
         err = log.read_text() if log is not None else process.communicate(timeout=10)[1]
         pytest.fail(f"unexpected first line {first_line!r}; stderr: {err}")
     return ScriptServer(process, first_line, int(match.group(1)))
+
+
+def die_with_test() -> None:
+    """Popen's ``preexec_fn`` for a server a test starts: the server gets SIGTERM when the test
+    process that started it ends, however it ends (Linux), so that no server outlives its test
+    even when pytest is killed."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
 
 
 def free_port() -> int:

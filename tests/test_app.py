@@ -118,19 +118,25 @@ async def test_unknown_content_type_is_415(app_client: httpx.AsyncClient) -> Non
     assert response.json()["error"] == "unsupported_media_type"
 
 
-@pytest.mark.parametrize("method", ["GET", "POST", "DELETE", "PATCH"])
+@pytest.mark.parametrize("method", ["GET", "DELETE", "PATCH", "OPTIONS"])
 async def test_other_methods_are_405_with_allow_header(app_client: httpx.AsyncClient, method: str) -> None:
     response = await app_client.request(method, "/xdata")
     assert response.status_code == 405
-    assert response.headers["allow"] == "HEAD, PUT"
+    assert response.headers["allow"] == "HEAD, POST, PUT"
     assert response.json() == {
         "error": "method_not_allowed",
-        "message": f"{method} is not allowed on /xdata: send HEAD, PUT",
+        "message": f"{method} is not allowed on /xdata: send HEAD, POST, PUT",
     }
 
 
+async def test_post_is_a_call_as_put_is(app_client: httpx.AsyncClient) -> None:
+    response = await app_client.post("/echo", json={"a": [1, 2]})
+    assert response.status_code == 200
+    assert response.json() == {"a": [1, 2]}
+
+
 async def test_health_path_is_405_for_methods_other_than_get(app_client: httpx.AsyncClient) -> None:
-    response = await app_client.post("/healthz")
+    response = await app_client.delete("/healthz")
     assert response.status_code == 405
     assert response.headers["allow"] == "GET, HEAD"
 

@@ -23,7 +23,7 @@ import trustme
 import dataserve
 from dataserve._cli import main, show
 from dataserve._progress import THRESHOLD, Progress, size
-from tests.conftest import EchoHandler, free_port, worker_pids
+from tests.conftest import EchoHandler, die_with_test, free_port, worker_pids
 
 pytestmark = pytest.mark.usefixtures("server_lane")
 
@@ -247,7 +247,10 @@ def test_send_to_a_server_that_is_not_dataserve_says_what_it_answered(
         other.server_close()
         thread.join(TIMEOUT)
     assert_one_error_line(
-        capsys.readouterr().err, "unexpected 501 Unsupported method ('PUT') from PUT", "<html"
+        capsys.readouterr().err,
+        "501 Unsupported method ('PUT') from PUT",
+        "not from a dataserve server",
+        "<html",
     )
 
 
@@ -474,6 +477,7 @@ class ServeProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            preexec_fn=die_with_test,
         )
         self.first_line = _read_line(self.process)
         served = re.search(r" on (https?://127\.0\.0\.1:(\d+)) ", self.first_line)

@@ -22,6 +22,7 @@ import pytest
 
 from dataserve import HTTPDataClient, ServerUnavailable
 from dataserve._descriptors import RESERVED
+from tests.conftest import die_with_test
 
 ROOT = Path(__file__).resolve().parent.parent
 LIMIT = 128
@@ -31,6 +32,7 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="co
 
 
 def _low_limit() -> None:
+    die_with_test()
     resource.setrlimit(resource.RLIMIT_NOFILE, (LIMIT, LIMIT))
 
 

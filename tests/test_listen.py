@@ -17,7 +17,7 @@ import pytest
 
 import dataserve
 from dataserve import AsyncHTTPDataClient, DataServeError, HTTPDataClient, ServerUnavailable
-from tests.conftest import EchoHandler, wait_for, worker_pids
+from tests.conftest import EchoHandler, die_with_test, wait_for, worker_pids
 
 pytestmark = pytest.mark.usefixtures("server_lane")
 
@@ -131,6 +131,7 @@ def test_run_http_server_on_a_socket_prints_it_and_removes_it_when_stopped(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=die_with_test,
     )
     try:
         assert process.stdout is not None
@@ -171,6 +172,7 @@ def test_workers_share_one_unix_socket(tmp_path: Path, socket_path: Path) -> Non
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=die_with_test,
     )
     try:
         wait_for(socket_path.exists, "the server to make its socket", 30)

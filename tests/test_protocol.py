@@ -29,7 +29,7 @@ import dataserve
 from dataserve import HTTPDataClient
 from dataserve._app import _CallEndpoint
 from dataserve._protocol import DIRECT_LANE_ENV, DataProtocol
-from tests.conftest import EchoHandler, free_port, wait_for
+from tests.conftest import EchoHandler, die_with_test, free_port, wait_for
 from tests.test_app_bad_input import Reply, parse_replies, receive_all, split_reply
 
 MiB = 1 << 20
@@ -244,6 +244,7 @@ def test_the_uvicorn_command_takes_the_protocol_by_its_import_path(tmp_path: Pat
         cwd=tmp_path,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=die_with_test,
     )
     try:
 

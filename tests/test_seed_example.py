@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import die_with_test, free_port
 
 pytestmark = pytest.mark.usefixtures("server_lane")
 
@@ -81,6 +81,7 @@ def test_seed_example_runs_in_two_processes(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=die_with_test,
     )
     try:
         harness = tmp_path / "harness.py"

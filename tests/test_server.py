@@ -23,7 +23,7 @@ import uvicorn
 import dataserve
 from dataserve import DataServeError, HTTPDataClient, ServerUnavailable
 from dataserve._handler import import_handler
-from tests.conftest import EchoHandler, free_port, start_script, wait_for, worker_pids
+from tests.conftest import EchoHandler, die_with_test, free_port, start_script, wait_for, worker_pids
 
 pytestmark = pytest.mark.usefixtures("server_lane")
 
@@ -109,7 +109,9 @@ def test_call_during_handler_load_is_answered_once_loaded(tmp_path: Path) -> Non
     script = tmp_path / "slow.py"
     script.write_text(textwrap.dedent(SLOW_LOADING_SERVER))
     port = free_port()
-    process = subprocess.Popen([sys.executable, str(script), str(port)], stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, str(script), str(port)], stdout=subprocess.PIPE, text=True, preexec_fn=die_with_test
+    )
     try:
         deadline = time.monotonic() + 30
         while True:  # wait until the port is taken, before the handler has loaded
@@ -275,7 +277,12 @@ def served_dir(tmp_path: Path) -> Path:
 
 def _popen(args: list[str], cwd: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=die_with_test,
     )
 
 

@@ -31,7 +31,7 @@ from typing import IO, Any
 import pytest
 
 from dataserve import AsyncHTTPDataClient, HTTPDataClient, ServerUnavailable
-from tests.conftest import wait_for, worker_pids
+from tests.conftest import die_with_test, wait_for, worker_pids
 
 pytestmark = pytest.mark.usefixtures("server_lane")
 
@@ -202,13 +202,18 @@ class LoadServer:
             stdout=subprocess.PIPE,
             stderr=stderr,
             text=True,
+            preexec_fn=die_with_test,
         )
-        line = self._first_line()
-        match = re.search(r"on http://127\.0\.0\.1:(\d+) ", line)
-        assert match, f"unexpected first line {line!r}"
-        self.port = int(match.group(1))
-        wait_for(self._ready, "the server to answer its health check", PROCESS_TIMEOUT)
-        self.pids = self._serving_pids(workers)
+        try:
+            line = self._first_line()
+            match = re.search(r"on http://127\.0\.0\.1:(\d+) ", line)
+            assert match, f"unexpected first line {line!r}"
+            self.port = int(match.group(1))
+            wait_for(self._ready, "the server to answer its health check", PROCESS_TIMEOUT)
+            self.pids = self._serving_pids(workers)
+        except BaseException:
+            self.kill()  # a server that failed to start is stopped here: no test holds it yet
+            raise
 
     def _first_line(self) -> str:
         assert self.process.stdout is not None

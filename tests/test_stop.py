@@ -11,6 +11,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import pytest
 
 import dataserve
 from dataserve import HTTPDataClient, ServerUnavailable
-from tests.conftest import EchoHandler, start_script
+from tests.conftest import EchoHandler, ScriptServer, start_script
 
 pytestmark = pytest.mark.usefixtures("server_lane")
 
@@ -53,10 +54,22 @@ BOUND = 20.0
 """Seconds a stopped server may take to exit past its grace period, on a loaded machine."""
 
 
-def start(tmp_path: Path, grace: int) -> Any:
-    script = tmp_path / "stuck.py"
-    script.write_text(SCRIPT)
-    return start_script(script, str(grace))
+@pytest.fixture
+def start(tmp_path: Path) -> Iterator[Callable[[int], ScriptServer]]:
+    """Start the script with a grace period; whatever it started is killed at the test's end."""
+    started: list[ScriptServer] = []
+
+    def start(grace: int) -> ScriptServer:
+        script = tmp_path / "stuck.py"
+        script.write_text(SCRIPT)
+        started.append(start_script(script, str(grace)))
+        return started[-1]
+
+    yield start
+    for server in started:
+        if server.process.poll() is None:
+            server.process.kill()
+            server.process.communicate(timeout=BOUND)
 
 
 def call_in_background(port: int, resource: str, payload: Any, outcomes: list[Any]) -> threading.Thread:
@@ -74,10 +87,11 @@ def call_in_background(port: int, resource: str, payload: Any, outcomes: list[An
 
 @pytest.mark.parametrize("resource", ["/stuck", "/spin"], ids=["asleep", "spinning"])
 def test_a_handler_stuck_for_ever_does_not_keep_the_server_from_stopping(
-    tmp_path: Path, resource: str
+    start: Callable[[int], ScriptServer], resource: str
 ) -> None:
-    server = start(tmp_path, grace=1)
+    server = start(1)
     process = server.process
+    assert process.stdout is not None
     outcomes: list[Any] = []
     caller = call_in_background(server.port, resource, None, outcomes)
     assert process.stdout.readline() == f"start {resource}\n"
@@ -97,9 +111,10 @@ def test_a_handler_stuck_for_ever_does_not_keep_the_server_from_stopping(
     assert "teardown" not in out
 
 
-def test_teardown_runs_after_the_calls_that_finish_in_time(tmp_path: Path) -> None:
-    server = start(tmp_path, grace=10)
+def test_teardown_runs_after_the_calls_that_finish_in_time(start: Callable[[int], ScriptServer]) -> None:
+    server = start(10)
     process = server.process
+    assert process.stdout is not None
     outcomes: list[Any] = []
     callers = [call_in_background(server.port, "/slow", 1.0, outcomes) for _ in range(2)]
     assert process.stdout.readline().startswith("start /slow")
