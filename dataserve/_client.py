@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._codec import decode, encode
 from ._errors import DataServeError, PayloadError, refused_reply, status_error, unavailable
-from ._fastpath import FastPath, Request, Waits, eligible
+from ._fastpath import FastPath, NotSent, Request, Waits, eligible
 from ._http1 import DeadlinePassed, ReplyTooLarge
 from ._token import authorization, resolve_token
 from ._url import Address, base_url, request_target, resource_path
@@ -52,7 +52,8 @@ KEEPALIVE_EXPIRY = 4.0
 """Seconds an idle pooled connection is kept: less than uvicorn's 5 s idle timeout, so the
 server never closes a connection the client is about to use."""
 
-_METHOD = "PUT"
+_METHODS = ("PUT", "POST")
+"""The methods a call can travel as: the seed's PUT, or POST, which proxies never send twice."""
 """The method every call travels as, as the seed has it."""
 
 
@@ -71,7 +72,11 @@ class _DataClient:
         max_reply_size: int | None = DEFAULT_MAX_REPLY_SIZE,
         token: str | None = None,
         verify: Verify = True,
+        method: str = "PUT",
     ) -> None:
+        if method.upper() not in _METHODS:
+            raise ValueError(f"method must be 'PUT' (the default) or 'POST', not {method!r}")
+        self.method = method.upper()
         if uds is not None and port is None and address.endswith(":"):
             address = "http://localhost"
         self.base_url = base_url(port, address)
@@ -129,7 +134,7 @@ class _DataClient:
         if isinstance(outcome, DataServeError):
             return outcome
         try:
-            return self._value(outcome, _METHOD, call[1], call[0])
+            return self._value(outcome, self.method, call[1], call[0])
         except DataServeError as exc:
             return exc
 
@@ -154,7 +159,9 @@ class HTTPDataClient(_DataClient):
     ``connect_timeout``, for the server to accept the connection; ``deadline``, if given,
     for the whole call. A reply over ``max_reply_size`` bytes is refused. ``token`` (else
     ``$DATASERVE_TOKEN``) goes with every call; ``verify`` says how to check an HTTPS
-    server. Close the client when done, or use it as a context manager. It can be shared
+    server. Calls travel as PUT, as the original's did; ``method="POST"`` sends them as POST,
+    which proxies and HTTP libraries do not send again once sent (see docs/scale-out.md).
+    Close the client when done, or use it as a context manager. It can be shared
     between threads.
     """
 
@@ -170,6 +177,7 @@ class HTTPDataClient(_DataClient):
         max_reply_size: int | None = DEFAULT_MAX_REPLY_SIZE,
         token: str | None = None,
         verify: Verify = True,
+        method: str = "PUT",
     ) -> None:
         super().__init__(
             port,
@@ -181,6 +189,7 @@ class HTTPDataClient(_DataClient):
             max_reply_size=max_reply_size,
             token=token,
             verify=verify,
+            method=method,
         )
         self._http: httpx.Client | None = None
         self._fast = None
@@ -210,9 +219,9 @@ class HTTPDataClient(_DataClient):
         body, content_type = encode(payload)
         target = self._target(resource)
         reply = self._request(
-            _METHOD, target, body, content_type, self._waits(timeout, connect_timeout, deadline)
+            self.method, target, body, content_type, self._waits(timeout, connect_timeout, deadline)
         )
-        return self._value(reply, _METHOD, target, resource)
+        return self._value(reply, self.method, target, resource)
 
     def send_many(
         self,
@@ -232,7 +241,9 @@ class HTTPDataClient(_DataClient):
         encoded = _encode_all(calls, self._target, return_exceptions)
         self._check_open()
         requests = [
-            (_METHOD, item[1], item[2], item[3]) for item in encoded if not isinstance(item, DataServeError)
+            (self.method, item[1], item[2], item[3])
+            for item in encoded
+            if not isinstance(item, DataServeError)
         ]
         outcomes = iter(self._pipeline(requests, self._waits(timeout, connect_timeout, deadline)))
         results = [
@@ -291,7 +302,9 @@ class HTTPDataClient(_DataClient):
         """The exception for the socket lane's failure ``exc``."""
         if isinstance(exc, ReplyTooLarge | DeadlinePassed):
             return refused_reply(self._server, exc)
-        return unavailable(self._server, exc)
+        if isinstance(exc, NotSent) and isinstance(exc.__cause__, OSError):
+            return unavailable(self._server, exc.__cause__, sent=False)
+        return unavailable(self._server, exc, sent=True)
 
     def _httpx(self) -> httpx.Client:
         """The pooled httpx client, made on the first call that needs it."""
@@ -344,6 +357,7 @@ class AsyncHTTPDataClient(_DataClient):
         max_reply_size: int | None = DEFAULT_MAX_REPLY_SIZE,
         token: str | None = None,
         verify: Verify = True,
+        method: str = "PUT",
     ) -> None:
         super().__init__(
             port,
@@ -355,6 +369,7 @@ class AsyncHTTPDataClient(_DataClient):
             max_reply_size=max_reply_size,
             token=token,
             verify=verify,
+            method=method,
         )
         from . import _httpx
 
@@ -380,8 +395,8 @@ class AsyncHTTPDataClient(_DataClient):
         body, content_type = encode(payload)
         target = self._target(resource)
         waits = self._waits(timeout, connect_timeout, deadline)
-        reply = await self._request(_METHOD, target, body, content_type, waits)
-        return self._value(reply, _METHOD, target, resource)
+        reply = await self._request(self.method, target, body, content_type, waits)
+        return self._value(reply, self.method, target, resource)
 
     async def send_many(
         self,
@@ -407,7 +422,7 @@ class AsyncHTTPDataClient(_DataClient):
                 return item
             _, target, body, content_type = item
             try:
-                reply = await self._request(_METHOD, target, body, content_type, waits)
+                reply = await self._request(self.method, target, body, content_type, waits)
             except DataServeError as exc:
                 return exc
             return self._result(reply, item)

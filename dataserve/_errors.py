@@ -78,7 +78,20 @@ class AuthenticationError(DataServeError):
 
 
 class ServerUnavailable(DataServeError):
-    """The server could not be reached, or did not answer in time."""
+    """The server could not be reached, did not answer in time, or cannot serve now (503); or
+    something other than a dataserve server answered (a proxy's 502 or 504).
+
+    ``may_have_run`` says whether the call could have reached the handler: False only when it
+    certainly did not (the connection was refused, the request was not all sent, the server
+    refused it before its handler saw it), so that sending it again is safe. The message ends
+    by saying which.
+    """
+
+    def __init__(self, message: str, *, may_have_run: bool = True) -> None:
+        if "may have run" not in message and "did not run" not in message:
+            message += "; the call may have run" if may_have_run else "; the call did not run"
+        super().__init__(message)
+        self.may_have_run = may_have_run
 
 
 def error_body(error: str, message: str, **extra: str) -> bytes:
@@ -98,21 +111,20 @@ def status_error(reply: Reply, where: str, resource: str) -> DataServeError:
     ``where`` names the call (``"PUT http://127.0.0.1:5001/xdata"``) and ``resource`` its resource.
     """
     status = reply.status
-    try:
-        error = json.loads(reply.body)
-        message = str(error["message"])
-    except (ValueError, KeyError, TypeError):
-        error = {}
-        message = reply.body[:200].decode("utf-8", "replace") or reply.reason or _phrase(status)
+    error = _dataserve_error(reply)
+    if error is None:
+        return _foreign(reply, where)
+    message = str(error["message"])
     if status == 404:
         return ResourceNotFound(f"{message} (404 from {where})", resource=resource)
     if status == 500:
+        traceback = error.get("traceback")
         remote_type = str(error.get("exception", "Exception"))
         return RemoteError(
             f"the handler failed on {where}: {remote_type}: {message}",
             remote_type=remote_type,
             remote_message=message,
-            remote_traceback=error.get("traceback"),
+            remote_traceback=None if traceback is None else str(traceback),
         )
     if status in (400, 413, 415):
         refused = "the call" if error.get("error") == "bad_resource" else "the payload"
@@ -120,8 +132,53 @@ def status_error(reply: Reply, where: str, resource: str) -> DataServeError:
     if status == 401:
         return AuthenticationError(f"{message} (401 from {where})")
     if status == 503:
-        return ServerUnavailable(f"the server cannot serve now: {message} (503 from {where})")
+        return ServerUnavailable(
+            f"the server cannot serve now: {message} (503 from {where})",
+            may_have_run=error.get("error") not in _NOT_RUN,
+        )
     return DataServeError(f"unexpected {status} {reply.reason or _phrase(status)} from {where}: {message}")
+
+
+_NOT_RUN = frozenset({"overloaded", "loading", "unavailable"})
+"""The errors of a dataserve 503 refusing a call before its handler saw it."""
+
+
+def _dataserve_error(reply: Reply) -> dict[str, object] | None:
+    """The JSON error body a dataserve server sends with every refusal and failure, if ``reply`` has one."""
+    if not reply.headers.get("content-type", "").startswith("application/json"):
+        return None
+    try:
+        error = json.loads(reply.body)
+    except ValueError:
+        return None
+    if isinstance(error, dict) and isinstance(error.get("error"), str) and "message" in error:
+        return error
+    return None
+
+
+def _foreign(reply: Reply, where: str) -> DataServeError:
+    """The exception for a reply that is not a dataserve server's own: a proxy's, or another server's."""
+    status = reply.status
+    what = f"{status} {reply.reason or _phrase(status)}".strip()
+    text = " ".join(reply.body[:300].decode("utf-8", "replace").split())
+    said = f": {text}" if text else ""
+    if status == 413:
+        return PayloadError(
+            f"something in front of the server (a proxy?) refused the payload as too large ({what} from "
+            f"{where}{said}); send less, or raise its limit (nginx: client_max_body_size)",
+            status=413,
+        )
+    if status == 401:
+        return AuthenticationError(f"{what} from {where}, not from a dataserve server{said}")
+    if status in (400, 415):
+        return PayloadError(
+            f"the call was refused ({what} from {where}, not a dataserve server{said})", status=status
+        )
+    return ServerUnavailable(
+        f"{what} from {where}, not from a dataserve server: a proxy or another server answered{said}. "
+        "Check that the server behind it is running, and that the address is a dataserve server's",
+        may_have_run=status != 404,
+    )
 
 
 def refused_reply(where: str, exc: Exception) -> DataServeError:
@@ -130,29 +187,41 @@ def refused_reply(where: str, exc: Exception) -> DataServeError:
     if isinstance(exc, TimeoutError):
         return ServerUnavailable(
             f"no whole reply from {where} within the call's deadline; the handler may have run. "
-            "Give the call a later deadline, or check the server"
+            "Give the call a later deadline, or check the server",
+            may_have_run=True,
         )
     return PayloadError(f"{exc}, from {where}: give the client a larger max_reply_size to take it")
 
 
-def unavailable(where: str, exc: BaseException, *, timed_out: bool = False) -> ServerUnavailable:
+def unavailable(where: str, exc: BaseException, *, sent: bool, timed_out: bool = False) -> ServerUnavailable:
     """The ServerUnavailable for a transport failure reaching the server at ``where``, saying what to check.
 
-    ``timed_out`` says that ``exc`` is a timeout of a kind other than TimeoutError.
+    ``sent`` says whether the request was all sent before the failure (then the handler may
+    have run); ``timed_out`` that ``exc`` is a timeout of a kind other than TimeoutError.
     """
     if "CERTIFICATE_VERIFY_FAILED" in str(exc):
         return ServerUnavailable(
             f"cannot verify the certificate of {where} ({exc}); give the client the CA that signed it "
-            "(verify='ca.pem', or --cafile), or check that this is the server you mean"
+            "(verify='ca.pem', or --cafile), or check that this is the server you mean",
+            may_have_run=False,
         )
     if timed_out or isinstance(exc, TimeoutError):
+        waited = "for the reply" if sent else "to connect or to send the call"
         return ServerUnavailable(
-            f"no reply from {where} in time ({type(exc).__name__}); check that the server at {where} "
-            "is running and not overloaded, or raise the client's timeout"
+            f"no reply from {where} in time ({type(exc).__name__}, waiting {waited}); check that the "
+            f"server at {where} is running and not overloaded, or raise the client's timeout",
+            may_have_run=sent,
+        )
+    if sent:
+        return ServerUnavailable(
+            f"the connection to {where} broke before the reply came ({type(exc).__name__}: {exc}); "
+            "the server may have stopped or restarted",
+            may_have_run=True,
         )
     return ServerUnavailable(
         f"cannot reach a dataserve server at {where} ({type(exc).__name__}: {exc}); "
-        f"check that the server is running and listening at {where}"
+        f"check that the server is running and listening at {where}",
+        may_have_run=False,
     )
 
 

@@ -74,7 +74,8 @@ class Waits:
 
 
 class NotSent(ConnectionError):
-    """The connection failed before a request was all sent: the server cannot have handled it."""
+    """The connection failed, or could not be made, before a request was all sent: the server
+    cannot have handled it. Its ``__cause__`` is the failure itself."""
 
 
 class FastPath:
@@ -134,7 +135,10 @@ class FastPath:
             for method, target, body, ctype in requests
         ]
         results: list[Reply | OSError] = []
-        connection, reused = self._connection(waits)
+        try:
+            connection, reused = self._connection(waits)
+        except NotSent as exc:
+            return [exc] * len(requests)
         keep = True
         while len(results) < len(requests):
             window = _window(heads, requests, len(results))
@@ -163,7 +167,10 @@ class FastPath:
                         "the server closed the connection after the reply to an earlier call"
                     )
                     return results + [gone] * (len(requests) - len(results))
-                connection, keep = self._connect(waits), True
+                try:
+                    connection, keep = self._connect(waits), True
+                except NotSent as exc:
+                    return results + [exc] * (len(requests) - len(results))
             reused = True
         self._release(connection, keep)
         return results
@@ -177,9 +184,9 @@ class FastPath:
                 _send(connection, head, request[2], waits)
                 reply, keep = self._read(connection, request[0])
                 return reply, keep, connection
-            except NotSent:
+            except NotSent as exc:
                 connection.close()
-                if not reused:
+                if not reused or isinstance(exc.__cause__, TimeoutError):
                     raise
                 connection, reused = self._connect(waits), False
             except BaseException:
@@ -208,18 +215,22 @@ class FastPath:
             connection.close()
 
     def _connect(self, waits: Waits) -> Connection:
+        """A new connection to the server; NotSent if it cannot be made."""
         timeout = waits.connect_within()
-        if isinstance(self.address, str):
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            try:
-                sock.settimeout(timeout)
-                sock.connect(self.address)
-            except BaseException:
-                sock.close()
-                raise
-        else:
-            sock = socket.create_connection(self.address, timeout=timeout)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            if isinstance(self.address, str):
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                try:
+                    sock.settimeout(timeout)
+                    sock.connect(self.address)
+                except BaseException:
+                    sock.close()
+                    raise
+            else:
+                sock = socket.create_connection(self.address, timeout=timeout)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError as exc:
+            raise NotSent(f"cannot connect: {exc}") from exc
         return Connection(sock)
 
     def _release(self, connection: Connection, keep: bool) -> None:
@@ -235,7 +246,7 @@ def _send(connection: Connection, head: bytes, body: bytes, waits: Waits) -> Non
     try:
         connection.set_timeout(waits.timeout, waits.deadline)
         connection.send(head, body)
-    except TimeoutError:
+    except DeadlinePassed:
         raise
     except OSError as exc:
         raise NotSent(f"the connection failed while sending: {exc}") from exc

@@ -19,7 +19,15 @@ from ._fastpath import Waits
 from ._http1 import DeadlinePassed, ReplyTooLarge
 from ._wire import Reply
 
-__all__ = ["KEEPALIVE_EXPIRY", "Verify", "async_request", "make_async_client", "make_client", "request"]
+__all__ = [
+    "KEEPALIVE_EXPIRY",
+    "Sent",
+    "Verify",
+    "async_request",
+    "make_async_client",
+    "make_client",
+    "request",
+]
 
 KEEPALIVE_EXPIRY = 4.0
 """Seconds an idle pooled connection is kept: less than uvicorn's 5 s idle timeout, so the
@@ -98,7 +106,7 @@ def request(
     """
     headers = {"content-type": content_type} if content_type else {}
     for attempt in range(2):
-        sent = _Sent()
+        sent = Sent()
         options: dict[str, Any] = {"timeout": timeouts(waits), "extensions": {"trace": sent.trace}}
         try:
             with http.stream(method, url, content=body, headers=headers, **options) as response:
@@ -108,7 +116,7 @@ def request(
                 return reading.reply()
         except httpx.TransportError as exc:
             if attempt or not sent.may_retry(exc):
-                raise _unavailable(where, exc) from exc
+                raise _unavailable(where, exc, sent.complete) from exc
         except (ReplyTooLarge, DeadlinePassed) as exc:
             raise _refused(where, exc) from exc
     raise AssertionError("unreachable")  # pragma: no cover
@@ -127,7 +135,7 @@ async def async_request(
     """``request`` for the async client."""
     headers = {"content-type": content_type} if content_type else {}
     for attempt in range(2):
-        sent = _Sent()
+        sent = Sent()
         options: dict[str, Any] = {"timeout": timeouts(waits), "extensions": {"trace": sent.atrace}}
         try:
             async with http.stream(method, url, content=body, headers=headers, **options) as response:
@@ -137,7 +145,7 @@ async def async_request(
                 return reading.reply()
         except httpx.TransportError as exc:
             if attempt or not sent.may_retry(exc):
-                raise _unavailable(where, exc) from exc
+                raise _unavailable(where, exc, sent.complete) from exc
         except (ReplyTooLarge, DeadlinePassed) as exc:
             raise _refused(where, exc) from exc
     raise AssertionError("unreachable")  # pragma: no cover
@@ -175,11 +183,11 @@ def _refused(where: str, exc: ReplyTooLarge | DeadlinePassed) -> DataServeError:
     return refused_reply(where, exc)
 
 
-def _unavailable(where: str, exc: httpx.TransportError) -> ServerUnavailable:
-    return unavailable(where, exc, timed_out=isinstance(exc, httpx.TimeoutException))
+def _unavailable(where: str, exc: httpx.TransportError, sent: bool) -> ServerUnavailable:
+    return unavailable(where, exc, sent=sent, timed_out=isinstance(exc, httpx.TimeoutException))
 
 
-class _Sent:
+class Sent:
     """Follows how far a request got on the wire, to tell whether sending it again is safe.
 
     A request whose body was not all sent cannot have reached the handler, so it is sent

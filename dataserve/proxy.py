@@ -169,7 +169,8 @@ def get_proxy_class(
     except (OSError, EOFError) as exc:
         reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         raise ServerUnavailable(
-            f"the proxy server at {where} closed the connection ({reason}); check that it is still running"
+            f"the proxy server at {where} closed the connection ({reason}); check that it is still running",
+            may_have_run=False,
         ) from None
 
 
@@ -337,7 +338,8 @@ def _probe(address: tuple[str, int] | str, timeout: float) -> None:
     except OSError as exc:
         raise ServerUnavailable(
             f"cannot reach the proxy server at {where} ({exc.strerror or exc}); check that "
-            "run_proxy_server is running there and that the host and port are right"
+            "run_proxy_server is running there and that the host and port are right",
+            may_have_run=False,
         ) from None
     with sock:
         try:
@@ -347,7 +349,8 @@ def _probe(address: tuple[str, int] | str, timeout: float) -> None:
     if not greeting:
         raise ServerUnavailable(
             f"{where} accepted the connection but did not answer like a proxy server within "
-            f"{timeout} s; check that the port is run_proxy_server's (not, say, an HTTP server's)"
+            f"{timeout} s; check that the port is run_proxy_server's (not, say, an HTTP server's)",
+            may_have_run=False,
         )
 
 

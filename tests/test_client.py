@@ -162,10 +162,53 @@ def test_server_side_decode_failures_map_to_payload_error() -> None:
         assert info.value.status == status
 
 
-def test_unexpected_status_raises_dataserve_error() -> None:
-    reply = Reply(502, {"content-type": "text/plain"}, b"Bad Gateway", "Bad Gateway")
-    with pytest.raises(dataserve.DataServeError, match="unexpected 502"):
+def test_unexpected_status_of_a_dataserve_server_raises_dataserve_error() -> None:
+    body = b'{"error": "teapot", "message": "short and stout"}'
+    reply = Reply(418, {"content-type": "application/json"}, body, "I'm a Teapot")
+    with pytest.raises(
+        dataserve.DataServeError, match=r"unexpected 418 I.m a Teapot from .*: short and stout"
+    ):
         reply_value(reply, WHERE, "/r")
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
+def test_a_proxys_own_5xx_is_server_unavailable_and_the_call_may_have_run(status: int) -> None:
+    page = b"<html><body><h1>%d Bad Gateway</h1></body></html>" % status
+    reply = Reply(status, {"content-type": "text/html"}, page, "Bad Gateway")
+    with pytest.raises(
+        ServerUnavailable, match=f"{status} Bad Gateway from .*not from a dataserve server"
+    ) as info:
+        reply_value(reply, WHERE, "/r")
+    assert info.value.may_have_run
+    assert str(info.value).endswith("the call may have run")
+    assert "<h1>" in str(info.value), "the proxy's own words are kept"
+
+
+def test_a_proxys_404_is_server_unavailable_and_the_call_did_not_run() -> None:
+    reply = Reply(404, {"content-type": "text/html"}, b"<html>Not Found</html>", "Not Found")
+    with pytest.raises(ServerUnavailable, match="not from a dataserve server") as info:
+        reply_value(reply, WHERE, "/r")
+    assert not info.value.may_have_run
+
+
+def test_a_proxys_413_is_a_payload_error_naming_its_limit() -> None:
+    reply = Reply(413, {"content-type": "text/html"}, b"<html>413 Request Entity Too Large</html>", "")
+    with pytest.raises(PayloadError, match="client_max_body_size") as info:
+        reply_value(reply, WHERE, "/r")
+    assert info.value.status == 413
+
+
+@pytest.mark.parametrize(
+    ("error", "may_have_run"),
+    [("overloaded", False), ("loading", False), ("unavailable", False), ("stopped", True)],
+)
+def test_a_dataserve_503_says_whether_the_call_may_have_run(error: str, may_have_run: bool) -> None:
+    body = json.dumps({"error": error, "message": "why"}).encode()
+    reply = Reply(503, {"content-type": "application/json"}, body, "Service Unavailable")
+    with pytest.raises(ServerUnavailable) as info:
+        reply_value(reply, WHERE, "/r")
+    assert info.value.may_have_run is may_have_run
+    assert str(info.value).endswith("may have run" if may_have_run else "did not run")
 
 
 def test_unreachable_server_raises_server_unavailable_naming_url() -> None:

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from dataserve import HTTPDataClient, HTTPDataHandler, PayloadError, RemoteError, RunningServer, serve
 from dataserve._codec import BYTES, JSON, NPY, TEXT, decode, encode
+from tests.conftest import die_with_test
 
 try:
     import numpy as np
@@ -676,6 +677,7 @@ def test_server_without_numpy_answers_415_naming_the_extra() -> None:
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
+        preexec_fn=die_with_test,
     ) as process:
         assert process.stdin is not None
         assert process.stdout is not None

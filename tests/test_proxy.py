@@ -22,7 +22,7 @@ import pytest
 
 from dataserve import DataServeError, ServerUnavailable
 from dataserve.proxy import RunningProxyServer, get_proxy_class, run_proxy_server, serve_proxy
-from tests.conftest import free_port
+from tests.conftest import die_with_test, free_port
 
 ROOT = Path(__file__).parent.parent
 
@@ -392,6 +392,7 @@ class ServerProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            preexec_fn=die_with_test,
         )
         assert self.process.stdout is not None
         ready, _, _ = select.select([self.process.stdout], [], [], 30)
