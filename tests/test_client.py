@@ -1128,3 +1128,30 @@ def test_per_call_connect_timeout_replaces_the_clients(
         )
         timeouts = client.send("/r", 1, connect_timeout=0.5)
         assert (timeouts["connect"], timeouts["read"]) == (0.5, 120)
+
+
+def test_a_call_sent_as_post_is_served_like_put(server: RunningServer) -> None:
+    with dataserve.HTTPDataClient(server.port, "http://127.0.0.1:", timeout=30, method="POST") as client:
+        assert client.send("/echo", {"via": "POST"}) == {"via": "POST"}
+        assert client.send("/echo", b"\x00raw") == b"\x00raw"
+
+
+async def _async_post(port: int) -> object:
+    async with dataserve.AsyncHTTPDataClient(port, "http://127.0.0.1:", timeout=30, method="POST") as client:
+        return await client.send("/echo", ["async", "POST"])
+
+
+def test_the_async_client_sends_post_too(server: RunningServer) -> None:
+    assert asyncio.run(_async_post(server.port)) == ["async", "POST"]
+
+
+def test_a_refused_connection_says_the_call_did_not_run() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        port = sock.getsockname()[1]  # bound, then closed: nothing listens there
+    with (
+        dataserve.HTTPDataClient(port, "http://127.0.0.1:", timeout=30) as client,
+        pytest.raises(ServerUnavailable) as info,
+    ):
+        client.send("/echo", "anyone?")
+    assert not info.value.may_have_run
+    assert str(info.value).endswith("the call did not run")
