@@ -95,3 +95,34 @@ class ChildHandler(dataserve.HTTPDataHandler):
             self.files.clear()
             return 0
         return payload
+
+
+class ReplicaHandler(dataserve.HTTPDataHandler):
+    """One replica of a service behind a load balancer, as the scale-out tests run three.
+
+    ``setup()`` takes ``DATASERVE_TEST_SETUP`` seconds, like a model that loads. ``/call``
+    records its payload's id in ``DATASERVE_TEST_CALLS``/<pid> before it answers, so that a
+    test can count how often each call ran and where; ``/slow`` records it in <pid>.started,
+    waits its payload's ``delay``, then does the same; ``/size`` answers the length of its bytes.
+    """
+
+    def setup(self) -> None:
+        import time
+
+        time.sleep(float(os.environ.get("DATASERVE_TEST_SETUP", "0")))
+
+    def handle_request(self, resource: str, payload: Any) -> Any:
+        if resource == "/size":
+            return len(payload)
+        directory = os.environ.get("DATASERVE_TEST_CALLS", ".")
+        if resource == "/slow":
+            import time
+
+            with open(os.path.join(directory, f"{os.getpid()}.started"), "a") as started:
+                started.write(f"{payload['id']}\n")
+            time.sleep(payload["delay"])
+        if resource in ("/call", "/slow"):
+            with open(os.path.join(directory, str(os.getpid())), "a") as calls:
+                calls.write(f"{payload['id']}\n")
+            return {"id": payload["id"], "pid": os.getpid()}
+        return None
