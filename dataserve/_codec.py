@@ -25,11 +25,10 @@ from __future__ import annotations
 import codecs
 import json
 import re
-import sys
 from typing import Any
 
 from ._errors import PayloadError
-from ._npy import NPY, decode_npy, encode_npy
+from ._npy import NPY, decode_npy, encode_npy, imported
 
 __all__ = ["BYTES", "CHARSETS", "JSON", "NPY", "TEXT", "decode", "encode", "is_json"]
 
@@ -58,7 +57,7 @@ def encode(value: object) -> tuple[bytes, str]:
         return value, BYTES
     if isinstance(value, (bytearray, memoryview)):
         return bytes(value), BYTES
-    numpy = sys.modules.get("numpy")
+    numpy = imported("numpy")
     if numpy is not None and isinstance(value, numpy.ndarray):
         return encode_npy(numpy, value), NPY
     if isinstance(value, _JSON_TYPES) or (numpy is not None and isinstance(value, numpy.generic)):
@@ -170,7 +169,7 @@ _JSON_TYPES = (dict, list, tuple, int, float, type(None))
 
 def _json_default(value: object) -> object:
     """The JSON value of a NumPy bool, integer or floating scalar; TypeError for the rest."""
-    numpy = sys.modules.get("numpy")
+    numpy = imported("numpy")
     if numpy is not None:
         if isinstance(value, numpy.ndarray):
             raise TypeError(

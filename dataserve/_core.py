@@ -290,7 +290,16 @@ class CallCore:
             message = f"{self.name}.handle_request returned a value that cannot be sent: {exc}"
             logger.error("%s", message)
             return error_reply(500, "handler_error", message, exception="PayloadError")
+        except Exception as exc:  # the value's own code failed (a __len__, a buffer): still an answer
+            return self.broken(resource, exc)
         return Reply(200, {"content-type": content_type}, body)
+
+    def broken(self, resource: str, exc: BaseException) -> Reply:
+        """The 500 reply to a call that failed in dataserve rather than in the handler, logged
+        with its traceback: whatever fails, the caller gets an answer."""
+        logger.error("dataserve failed answering %s.handle_request on %s", self.name, resource, exc_info=exc)
+        message = f"dataserve failed answering the call ({type(exc).__name__}: {exc}); see the server's log"
+        return error_reply(500, "handler_error", message, exception=type(exc).__name__)
 
     # The end
 

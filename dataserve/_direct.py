@@ -215,7 +215,10 @@ class Runner:
                     self._active = False
                     return
                 call = self._calls.popleft()
-            reply = self.core.respond(call.path, call.body, call.content_type, call.gone)
+            try:
+                reply = self.core.respond(call.path, call.body, call.content_type, call.gone)
+            except Exception as exc:  # never a call left unanswered, nor a runner stuck active
+                reply = self.core.broken(call.path, exc)
             call.body = b""
             with self._lock:
                 self.pending -= 1

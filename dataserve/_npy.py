@@ -8,11 +8,25 @@ describe only by pickling, are refused.
 
 from __future__ import annotations
 
+import importlib
 import io
 import sys
+from types import ModuleType
 from typing import Any
 
 from ._errors import PayloadError
+
+
+def imported(name: str) -> ModuleType | None:
+    """The module ``name`` if this process has imported it, else None (dataserve imports no NumPy).
+
+    A module another thread is importing still is in ``sys.modules``, half made: the import
+    statement waits for it to be whole, where ``sys.modules`` alone would hand it over as it is.
+    """
+    if name not in sys.modules:
+        return None
+    return importlib.import_module(name)
+
 
 __all__ = ["NPY", "NUMPY_EXTRA", "decode_npy", "encode_npy"]
 
@@ -48,7 +62,7 @@ def encode_npy(numpy: Any, array: Any) -> bytes:
             "array.astype(str)), send it as a list (array.tolist()), or pickle it yourself and "
             "send the bytes"
         )
-    ma = sys.modules.get("numpy.ma")
+    ma = imported("numpy.ma")
     if ma is not None and isinstance(array, ma.MaskedArray):
         raise PayloadError(
             "cannot send a masked array: the .npy format would drop its mask. Send "

@@ -106,7 +106,17 @@ class EchoHandler(dataserve.HTTPDataHandler):
             return "slept"
         if resource == "/type":
             return type(payload).__name__
+        if resource == "/unencodable":
+            return _Unencodable()
         return payload
+
+
+class _Unencodable(list[int]):
+    """A list whose own code fails as dataserve encodes it: a failure that is neither the
+    handler's nor a PayloadError."""
+
+    def __iter__(self) -> Iterator[int]:
+        raise RuntimeError("this list cannot be read")
 
 
 class AsyncEchoHandler(dataserve.HTTPDataHandler):

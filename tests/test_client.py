@@ -1155,3 +1155,12 @@ def test_a_refused_connection_says_the_call_did_not_run() -> None:
         client.send("/echo", "anyone?")
     assert not info.value.may_have_run
     assert str(info.value).endswith("the call did not run")
+
+
+def test_a_reply_that_fails_in_dataserve_is_still_answered_and_the_connection_serves_on(
+    client: dataserve.HTTPDataClient,
+) -> None:
+    with pytest.raises(RemoteError, match="RuntimeError: this list cannot be read") as info:
+        client.send("/unencodable")
+    assert info.value.remote_type == "RuntimeError"
+    assert client.send("/echo", "next") == "next"

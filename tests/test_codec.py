@@ -7,6 +7,8 @@ import pickle
 import struct
 import subprocess
 import sys
+import threading
+import time
 import tracemalloc
 import warnings
 from collections.abc import Iterator
@@ -691,3 +693,22 @@ def test_server_without_numpy_answers_415_naming_the_extra() -> None:
         finally:
             process.stdin.close()
             assert process.wait(timeout=30) == 0
+
+
+def test_a_module_another_thread_is_importing_is_handed_over_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dataserve._npy import imported
+
+    (tmp_path / "halfmade.py").write_text("import time\ntime.sleep(0.5)\nready = True\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "halfmade", raising=False)
+    assert imported("halfmade") is None  # not imported: dataserve does not import it either
+    importer = threading.Thread(target=__import__, args=("halfmade",))
+    importer.start()
+    while "halfmade" not in sys.modules:
+        time.sleep(0.001)
+    module = imported("halfmade")  # the import is under way: this waits for it
+    importer.join()
+    assert module is not None
+    assert module.ready
