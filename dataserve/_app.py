@@ -212,7 +212,7 @@ class _CallEndpoint:
         if refused is None:
             refused = core.admit(length or 0)
         if refused is not None:
-            await send_reply(send, refused)
+            await send_reply(send, refused, close=core.closing)
             return
         held = length or 0
         try:
@@ -255,7 +255,7 @@ class _CallEndpoint:
         finally:
             watch.cancel()
         if reply is not GONE:
-            await send_reply(send, reply)
+            await send_reply(send, reply, close=self.core.closing)
 
 
 async def _wait_for_disconnect(receive: Receive, gone: asyncio.Event) -> None:
@@ -306,10 +306,13 @@ def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
     return None
 
 
-async def send_reply(send: Send, reply: Reply) -> None:
-    """Send ``reply`` as an ASGI response, its Content-Length set."""
+async def send_reply(send: Send, reply: Reply, *, close: bool = False) -> None:
+    """Send ``reply`` as an ASGI response, its Content-Length set; with ``close``, the server
+    closes the connection after it."""
     headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in reply.headers.items()]
     headers.append((b"content-length", b"%d" % len(reply.body)))
+    if close:
+        headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": reply.status, "headers": headers})
     await send({"type": "http.response.body", "body": reply.body})
 

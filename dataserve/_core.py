@@ -307,6 +307,13 @@ class CallCore:
         """The server has begun to stop: the health check says so; calls under way go on."""
         self.lifecycle.stopping()
 
+    @property
+    def closing(self) -> bool:
+        """Whether each reply closes its connection: the server drains or stops. A balancer's
+        kept-alive connection then ends with the call it carries, instead of being closed idle
+        as the server stops, in a race with the next call the balancer sends on it."""
+        return self.lifecycle.state is State.STOPPING
+
     def cut_reply(self) -> Reply:
         """The reply to a call the server stopped before it was answered: it may have run."""
         message = (

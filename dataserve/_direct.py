@@ -169,6 +169,8 @@ class DirectCall:
         protocol = self.protocol
         if reply is GONE or self.disconnected or protocol.transport.is_closing():
             return
+        if self.core.closing and not protocol.pipeline:  # the last call read closes the connection
+            self.keep_alive = False
         protocol.write_reply(reply, self.keep_alive)
         if not self.keep_alive:
             protocol.transport.close()

@@ -101,6 +101,22 @@ def test_while_draining_the_health_check_says_stopping_and_calls_are_still_serve
     assert "stopping in 2 s (drain_timeout)" in server.log.read_text()
 
 
+def test_while_draining_each_reply_closes_its_connection(tmp_path: Path, started: list[Draining]) -> None:
+    port = free_port()
+    server = Draining(tmp_path, serve_command(port, "--drain-timeout", str(DRAIN)), port)
+    started.append(server)
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=BOUND) as kept:
+        before = kept.put("/echo", json="kept alive")
+        assert before.text == "kept alive"
+        assert before.headers.get("connection") != "close"
+        server.process.send_signal(signal.SIGTERM)
+        wait_for(lambda: server.health()[0] == 503, "the health check to say stopping", BOUND)
+        during = kept.put("/echo", json="the last on this connection")  # on the kept-alive one
+        assert during.text == "the last on this connection"
+        assert during.headers["connection"] == "close"
+    assert server.process.wait(BOUND) == 0
+
+
 def test_a_second_signal_ends_the_drain_at_once(tmp_path: Path, started: list[Draining]) -> None:
     port = free_port()
     server = Draining(tmp_path, serve_command(port, "--drain-timeout", "600"), port)
