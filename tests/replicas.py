@@ -37,8 +37,9 @@ RECIPE_PORTS = (8000, 8001, 8002, 8003)
 class Replica:
     """One ``dataserve serve`` process of ReplicaHandler, on a port that outlives its restarts."""
 
-    def __init__(self, port: int, calls: Path, log: Path, drain: float) -> None:
+    def __init__(self, port: int, calls: Path, log: Path, drain: float, refuse_while_loading: bool) -> None:
         self.port, self.calls, self.log, self.drain = port, calls, log, drain
+        self.refuse_while_loading = refuse_while_loading
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, setup: float = 0.0) -> None:
@@ -48,7 +49,9 @@ class Replica:
         environment["DATASERVE_TEST_CALLS"] = str(self.calls)
         environment["DATASERVE_TEST_SETUP"] = str(setup)
         command = [sys.executable, "-m", "dataserve", "serve", "tests.cli_handlers:ReplicaHandler"]
-        command += ["--port", str(self.port), "--drain-timeout", str(self.drain), "--refuse-while-loading"]
+        command += ["--port", str(self.port), "--drain-timeout", str(self.drain)]
+        if self.refuse_while_loading:
+            command.append("--refuse-while-loading")
         with self.log.open("a") as log:
             self.process = subprocess.Popen(
                 command,
@@ -108,6 +111,33 @@ class Fleet:
         path = self.calls / str(pid)
         return path.read_text().split() if path.exists() else []
 
+    def started_on(self, pid: int) -> list[str]:
+        path = self.calls / f"{pid}.started"
+        return path.read_text().split() if path.exists() else []
+
+    def kill_mid_call(self, call_id: str, delay: float, **options: object) -> tuple[object, Replica]:
+        """Send a ``/slow`` call of ``delay`` seconds, kill the replica running it as soon as it
+        has begun, and return what the call gave (its reply, or the exception it raised) and
+        the replica killed."""
+        outcome: list[object] = []
+
+        def call() -> None:
+            with self.client(**options) as client:
+                try:
+                    outcome.append(client.send("/slow", {"id": call_id, "delay": delay}))
+                except Exception as exc:
+                    outcome.append(exc)
+
+        caller = threading.Thread(target=call)
+        caller.start()
+        wait_for(lambda: self.ran(".started")[call_id] >= 1, "the slow call to begin on a replica", BOUND)
+        [running] = [replica for replica in self.replicas if call_id in self.started_on(replica.pid)]
+        running.kill()
+        caller.join(BOUND + delay)
+        assert not caller.is_alive(), "the call did not end"
+        [result] = outcome
+        return result, running
+
     def wait_balanced(self, **options: object) -> None:
         """Wait until calls through the balancer reach every replica."""
         wanted = {replica.pid for replica in self.replicas}
@@ -122,10 +152,14 @@ class Fleet:
                     time.sleep(0.1)
 
 
-def start_replicas(tmp_path: Path, drain: float = 2.0) -> list[Replica]:
+def start_replicas(tmp_path: Path, *, drain: float = 2.0, refuse_while_loading: bool = True) -> list[Replica]:
+    """Three replicas, each ready; they drain for ``drain`` seconds as they stop."""
     calls = tmp_path / "calls"
     calls.mkdir()
-    replicas = [Replica(free_port(), calls, tmp_path / f"replica{n}.log", drain) for n in range(3)]
+    replicas = [
+        Replica(free_port(), calls, tmp_path / f"replica{n}.log", drain, refuse_while_loading)
+        for n in range(3)
+    ]
     for replica in replicas:
         replica.start()
     for replica in replicas:

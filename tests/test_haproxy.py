@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -76,33 +75,12 @@ def test_a_rolling_restart_under_load_fails_no_call_and_runs_each_once(fleet: Fl
 
 
 def test_a_replica_killed_mid_call_says_it_may_have_run_and_it_is_not_run_again(fleet: Fleet) -> None:
-    failure: list[BaseException] = []
-
-    def slow_call() -> None:
-        with fleet.client() as client:
-            try:
-                client.send("/slow", {"id": "killed", "delay": 5})
-            except BaseException as exc:
-                failure.append(exc)
-
-    caller = threading.Thread(target=slow_call)
-    caller.start()
-    wait_for(lambda: fleet.ran(".started")["killed"] == 1, "the slow call to start on a replica", BOUND)
-    [running] = [replica for replica in fleet.replicas if "killed" in _started_on(fleet, replica.pid)]
-    running.kill()
-    caller.join(BOUND)
-    assert not caller.is_alive()
-    [error] = failure
+    error, _ = fleet.kill_mid_call("killed", delay=5)
     assert isinstance(error, ServerUnavailable)
     assert error.may_have_run
     time.sleep(1.0)  # time for a resend, were there one
     assert fleet.ran(".started")["killed"] == 1
     assert fleet.ran()["killed"] == 0
-
-
-def _started_on(fleet: Fleet, pid: int) -> list[str]:
-    path = fleet.calls / f"{pid}.started"
-    return path.read_text().split() if path.exists() else []
 
 
 def test_a_replica_still_loading_gets_no_call(fleet: Fleet) -> None:
