@@ -25,7 +25,7 @@ NGINX = shutil.which("nginx", path=os.pathsep.join([os.environ.get("PATH", ""), 
 
 pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx is not installed (apt-get install nginx)")
 
-POST = {"method": "POST"}
+POST: dict[str, object] = {"method": "POST"}
 
 _LOCAL = """
     access_log off;
