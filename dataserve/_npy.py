@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import io
 import sys
+import threading
 from types import ModuleType
 from typing import Any
 
@@ -23,9 +24,12 @@ def imported(name: str) -> ModuleType | None:
     A module another thread is importing still is in ``sys.modules``, half made: the import
     statement waits for it to be whole, where ``sys.modules`` alone would hand it over as it is.
     """
-    if name not in sys.modules:
+    if sys.modules.get(name) is None:  # never imported, or blocked (a None entry)
         return None
-    return importlib.import_module(name)
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
 
 
 __all__ = ["NPY", "NUMPY_EXTRA", "decode_npy", "encode_npy"]
@@ -43,6 +47,10 @@ _MAX_HEADER_BYTES = 8 + 4 + 4 * _MAX_HEADER
 # dtype kinds the .npy header describes without pickle; others (NumPy 2's StringDType,
 # "T", and dtypes from other packages) only by pickling their values.
 _NPY_KINDS = frozenset("biufcmMSUV")
+# NumPy reads a header with ast.literal_eval, and CPython 3.11 keeps the AST
+# converter's recursion depth in one global: two threads parsing at once can fail with
+# "AST constructor recursion depth mismatch" (CPython issue 106905). One header at a time.
+_HEADER_LOCK = threading.Lock()
 
 
 def encode_npy(numpy: Any, array: Any) -> bytes:
@@ -120,16 +128,17 @@ def decode_npy(body: bytes | bytearray) -> Any:
     # NumPy parses the header off a small copy of its first bytes, never the whole body.
     head = io.BytesIO(body[:_MAX_HEADER_BYTES])
     try:
-        version = npy_format.read_magic(head)
-        if version == (1, 0):
-            shape, fortran_order, dtype = npy_format.read_array_header_1_0(head, _MAX_HEADER)
-        elif version == (2, 0):
-            shape, fortran_order, dtype = npy_format.read_array_header_2_0(head, _MAX_HEADER)
-        elif version == (3, 0):
-            # NumPy's public API reads a format 3.0 header only together with the data.
-            shape, fortran_order, dtype = _npy_private("_read_array_header")(head, (3, 0), _MAX_HEADER)
-        else:
-            raise ValueError(f"unknown .npy format version {version[0]}.{version[1]}")
+        with _HEADER_LOCK:
+            version = npy_format.read_magic(head)
+            if version == (1, 0):
+                shape, fortran_order, dtype = npy_format.read_array_header_1_0(head, _MAX_HEADER)
+            elif version == (2, 0):
+                shape, fortran_order, dtype = npy_format.read_array_header_2_0(head, _MAX_HEADER)
+            elif version == (3, 0):
+                # NumPy's public API reads a format 3.0 header only together with the data.
+                shape, fortran_order, dtype = _npy_private("_read_array_header")(head, (3, 0), _MAX_HEADER)
+            else:
+                raise ValueError(f"unknown .npy format version {version[0]}.{version[1]}")
     except Exception as exc:  # whatever a malformed header makes NumPy raise
         raise PayloadError(f"the body is not a valid .npy array: {_first_line(exc)}", status=400) from None
     if dtype.hasobject:

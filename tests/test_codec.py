@@ -712,3 +712,48 @@ def test_a_module_another_thread_is_importing_is_handed_over_whole(
     importer.join()
     assert module is not None
     assert module.ready
+
+
+def test_a_module_blocked_with_none_counts_as_not_imported(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataserve._npy import imported
+
+    monkeypatch.setitem(sys.modules, "numpy", None)
+    assert imported("numpy") is None
+
+
+@needs_numpy
+def test_npy_headers_are_parsed_one_thread_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    # CPython 3.11's AST converter keeps its recursion depth in one global, so two threads in
+    # ast.literal_eval at once can fail ("AST constructor recursion depth mismatch").
+    import ast
+
+    real = ast.literal_eval
+    inside = 0
+    most = 0
+
+    def slow_literal_eval(source: Any) -> Any:
+        nonlocal inside, most
+        inside += 1
+        most = max(most, inside)
+        time.sleep(0.01)  # lets the other threads run, as a garbage collection can
+        inside -= 1
+        return real(source)
+
+    monkeypatch.setattr(ast, "literal_eval", slow_literal_eval)
+    body, content_type = encode(np.arange(4.0))
+    errors: list[BaseException] = []
+
+    def decode_some() -> None:
+        try:
+            for _ in range(5):
+                assert decode(body, content_type).tolist() == [0.0, 1.0, 2.0, 3.0]
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=decode_some) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    assert most == 1
