@@ -1,5 +1,6 @@
-"""Development sessions: ``nox -s tests lint docs``; ``nox -s bench`` for the benchmarks, and
-``nox -s uvicorn_range`` for the oldest and newest uvicorn supported."""
+"""Development sessions: ``nox -s tests lint docs``; ``nox -s bench`` for the benchmarks,
+``nox -s uvicorn_range`` for the oldest and newest uvicorn supported, and ``nox -s ray`` for
+the Ray Serve recipe."""
 
 from __future__ import annotations
 
@@ -50,3 +51,10 @@ def bench(session: nox.Session) -> None:
     """Race dataserve against the ProxyServer; write docs/benchmarks.md and its chart (a few minutes)."""
     session.install("-e", ".[bench]")
     session.run("python", "benchmarks/bench.py", *session.posargs)
+
+
+@nox.session(python="3.11")
+def ray(session: nox.Session) -> None:
+    """Run the Ray Serve recipe's tests on a local Ray (opt-in: Ray is large and slow to start)."""
+    session.install("-e", ".[test]", "ray[serve]>=2.40")
+    session.run("pytest", "-p", "no:xdist", "tests/test_ray_serve.py", *session.posargs)
