@@ -283,7 +283,7 @@ class CallCore:
 
     def _reply(self, resource: str, reply: Any) -> Reply:
         if reply is None:
-            return error_reply(404, "not_found", f"{self.name} does not handle the resource {resource!r}")
+            return error_reply(404, "not_found", not_handled(self.name, resource))
         try:
             body, content_type = encode(reply)
         except PayloadError as exc:
@@ -356,6 +356,15 @@ class CallCore:
             )
             return False
         return True
+
+
+def not_handled(name: str, resource: str) -> str:
+    """The message of the 404 a handler's None makes: what happened, what None means, and what
+    to return instead for an empty result (a ``dict.get`` that found nothing returns None too)."""
+    return (
+        f"{name}.handle_request returned None for {resource!r}, which means 'not handled'; "
+        "return an empty value such as [] or {} for an empty result"
+    )
 
 
 def _refused(exc: PayloadError) -> Reply:

@@ -200,7 +200,7 @@ def test_a_reply_that_is_not_json_prints_as_its_repr(capsys: pytest.CaptureFixtu
 @pytest.mark.parametrize(
     ("args", "fragments"),
     [
-        (["/missing"], ["EchoHandler does not handle the resource '/missing'", "404"]),
+        (["/missing"], ["EchoHandler.handle_request returned None for '/missing', which means", "404"]),
         (["/fail", "3"], ["the handler failed on PUT", "ValueError: cannot handle 3"]),
         (["/set"], ["the handler failed on PUT", "PayloadError: EchoHandler.handle_request returned"]),
         (["/echo", "--text", "\udcff"], ["cannot send this str as UTF-8 text"]),
