@@ -6,6 +6,8 @@
 | ``None``, ``bool``, ``int``, ``float``, ``list``, ``tuple``, ``dict`` | ``application/json`` | JSON value |
 | ``bytes``, ``bytearray``, ``memoryview`` | ``application/octet-stream`` | ``bytes``  |
 | ``numpy.ndarray``                     | ``application/x-npy``         | read-only ``numpy.ndarray`` |
+| a table: ``pyarrow.Table``, ``RecordBatch``, | ``application/vnd.apache.arrow.stream`` | the same kind |
+| pandas and polars ``DataFrame`` and ``Series`` |                         | (or ``pyarrow.Table``) |
 
 An empty body without a Content-Type decodes as ``None``.
 
@@ -13,6 +15,9 @@ NumPy is optional and never imported here unless an ``application/x-npy`` body c
 a value can only be an ndarray (or a NumPy scalar) if NumPy is already imported, so
 ``encode`` looks for it in ``sys.modules``. Arrays travel in the ``.npy`` format, without
 pickle (``_npy``).
+
+Tables (``_arrow``) go the same way: pyarrow, pandas and polars are looked for in
+``sys.modules`` to tell a table, and imported only when an Arrow body comes in.
 
 NumPy scalars of bool, integer and floating types travel as the JSON value they stand
 for (``numpy.int64(3)`` arrives as ``3``), alone or inside lists and dicts. Other NumPy
@@ -27,10 +32,11 @@ import json
 import re
 from typing import Any
 
+from ._arrow import ARROW, decode_arrow, encode_arrow, table_kind
 from ._errors import PayloadError
 from ._npy import NPY, decode_npy, encode_npy, imported
 
-__all__ = ["BYTES", "CHARSETS", "JSON", "NPY", "TEXT", "decode", "encode", "is_json"]
+__all__ = ["ARROW", "BYTES", "CHARSETS", "JSON", "NPY", "TEXT", "decode", "encode", "is_json"]
 
 TEXT = "text/plain; charset=utf-8"
 JSON = "application/json"
@@ -38,8 +44,8 @@ BYTES = "application/octet-stream"
 
 _ALLOWED = (
     "str, a JSON-able value (None, bool, int, float, list, tuple, "
-    "dict with str, int, float, bool or None keys), bytes-like (bytes, bytearray, memoryview) "
-    "or a numpy.ndarray"
+    "dict with str, int, float, bool or None keys), bytes-like (bytes, bytearray, memoryview), "
+    "a numpy.ndarray, or a table (pyarrow.Table or RecordBatch, pandas or polars DataFrame or Series)"
 )
 
 
@@ -60,6 +66,9 @@ def encode(value: object) -> tuple[bytes, str]:
     numpy = imported("numpy")
     if numpy is not None and isinstance(value, numpy.ndarray):
         return encode_npy(numpy, value), NPY
+    kind = table_kind(value)
+    if kind is not None:
+        return encode_arrow(value, kind), ARROW
     if isinstance(value, _JSON_TYPES) or (numpy is not None and isinstance(value, numpy.generic)):
         try:
             return _encode_json(value).encode("utf-8"), JSON
@@ -80,7 +89,7 @@ def decode(body: bytes | bytearray, content_type: str | None) -> Any:
 
     Raises PayloadError with status 400 for a body that does not decode as its type
     says, and with status 415 for a Content-Type dataserve does not know (or an .npy
-    body where NumPy is not installed).
+    body where NumPy is not installed, an Arrow body where pyarrow is not).
     """
     if not content_type:
         if not body:
@@ -99,8 +108,11 @@ def decode(body: bytes | bytearray, content_type: str | None) -> Any:
         return _decode_text(body, _charset(params))
     if media_type == NPY:
         return decode_npy(body)
+    if media_type == ARROW:
+        return decode_arrow(body)
     raise PayloadError(
-        f"unsupported Content-Type {content_type!r}; dataserve takes {TEXT}, {JSON}, {BYTES} or {NPY}",
+        f"unsupported Content-Type {content_type!r}; dataserve takes {TEXT}, {JSON}, {BYTES}, {NPY} "
+        f"or {ARROW}",
         status=415,
     )
 
@@ -169,6 +181,12 @@ _JSON_TYPES = (dict, list, tuple, int, float, type(None))
 
 def _json_default(value: object) -> object:
     """The JSON value of a NumPy bool, integer or floating scalar; TypeError for the rest."""
+    kind = table_kind(value)
+    if kind is not None:
+        raise TypeError(
+            f"a {kind} travels only as the whole payload, not inside a list, tuple or dict; "
+            "send one table per call"
+        )
     numpy = imported("numpy")
     if numpy is not None:
         if isinstance(value, numpy.ndarray):
