@@ -66,9 +66,6 @@ def encode(value: object) -> tuple[bytes, str]:
     numpy = imported("numpy")
     if numpy is not None and isinstance(value, numpy.ndarray):
         return encode_npy(numpy, value), NPY
-    kind = table_kind(value)
-    if kind is not None:
-        return encode_arrow(value, kind), ARROW
     if isinstance(value, _JSON_TYPES) or (numpy is not None and isinstance(value, numpy.generic)):
         try:
             return _encode_json(value).encode("utf-8"), JSON
@@ -78,6 +75,9 @@ def encode(value: object) -> tuple[bytes, str]:
                 f"cannot send this {type(value).__name__}: {detail}. "
                 f"dataserve sends {_ALLOWED}; pickle other objects yourself and send the bytes"
             ) from None
+    kind = table_kind(value)  # after the JSON types: a small call pays nothing for tables
+    if kind is not None:
+        return encode_arrow(value, kind), ARROW
     raise PayloadError(
         f"cannot send a value of type {type(value).__name__}: dataserve sends {_ALLOWED}; "
         "pickle other objects yourself and send the bytes"
