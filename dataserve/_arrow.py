@@ -29,7 +29,7 @@ from ._buffers import BodyBuffer
 from ._errors import PayloadError
 from ._npy import imported
 
-__all__ = ["ARROW", "ARROW_EXTRA", "KINDS", "decode_arrow", "encode_arrow", "table_kind"]
+__all__ = ["ARROW", "ARROW_EXTRA", "KINDS", "decode_arrow", "encode_arrow", "stream_of", "table_kind"]
 
 ARROW = "application/vnd.apache.arrow.stream"
 
@@ -174,17 +174,38 @@ def _write(pa: Any, sink: Any, table: Any) -> None:
             writer.write(table)
 
 
-def decode_arrow(body: bytes | bytearray) -> Any:
-    """The table an Arrow IPC stream body carries, as the kind the sender had where this side can
-    make it (a ``pyarrow.Table`` where it cannot): a view of ``body``, never unpickled."""
+def stream_of(data: bytes) -> bytes:
+    """The Arrow IPC stream of ``data``, a stream or an IPC file (Feather v2), checked as a server
+    checks one: a stream as it is, a file rewritten as a stream with its schema metadata.
+
+    Raises PayloadError (415 without pyarrow, 400 for data that is neither).
+    """
+    pa = _pyarrow()
     try:
-        pa = importlib.import_module("pyarrow")
+        if data[:6] == b"ARROW1":
+            return _write_stream(pa, pa.ipc.open_file(pa.py_buffer(data)).read_all())
+        pa.ipc.open_stream(pa.py_buffer(data)).read_all().validate(full=True)
+    except (pa.ArrowException, ValueError, OSError, TypeError, IndexError) as exc:
+        raise PayloadError(f"not an Arrow IPC stream or file: {_first_line(exc)}", status=400) from None
+    return data
+
+
+def _pyarrow() -> Any:
+    """pyarrow, or the PayloadError (415) that names the extra."""
+    try:
+        return importlib.import_module("pyarrow")
     except ImportError:
         raise PayloadError(
             f"{ARROW} (an Arrow table) needs pyarrow, which is not installed here: {ARROW_EXTRA} "
             "(or 'dataserve[tables]' for pandas and polars as well)",
             status=415,
         ) from None
+
+
+def decode_arrow(body: bytes | bytearray) -> Any:
+    """The table an Arrow IPC stream body carries, as the kind the sender had where this side can
+    make it (a ``pyarrow.Table`` where it cannot): a view of ``body``, never unpickled."""
+    pa = _pyarrow()
     try:
         reader = pa.ipc.open_stream(pa.py_buffer(body))
         metadata = dict(reader.schema.metadata or {})
