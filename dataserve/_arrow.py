@@ -27,6 +27,7 @@ from typing import Any
 
 from ._buffers import BodyBuffer
 from ._errors import PayloadError
+from ._ipccheck import compressed
 from ._npy import imported
 
 __all__ = ["ARROW", "ARROW_EXTRA", "KINDS", "decode_arrow", "encode_arrow", "stream_of", "table_kind"]
@@ -183,11 +184,25 @@ def stream_of(data: bytes) -> bytes:
     pa = _pyarrow()
     try:
         if data[:6] == b"ARROW1":
-            return _write_stream(pa, pa.ipc.open_file(pa.py_buffer(data)).read_all())
+            table = pa.ipc.open_file(pa.py_buffer(data)).read_all()
+            table.validate(full=True)
+            return _write_stream(pa, table)
+        _refuse_compressed(pa, pa.py_buffer(data))
         pa.ipc.open_stream(pa.py_buffer(data)).read_all().validate(full=True)
     except (pa.ArrowException, ValueError, OSError, TypeError, IndexError) as exc:
         raise PayloadError(f"not an Arrow IPC stream or file: {_first_line(exc)}", status=400) from None
     return data
+
+
+def _refuse_compressed(pa: Any, buffer: Any) -> None:
+    """PayloadError (400) for a stream with a compressed batch, before pyarrow decompresses it."""
+    if compressed(pa, buffer):
+        raise PayloadError(
+            "the Arrow IPC stream is compressed, which dataserve does not take (a small body could "
+            "unpack into more memory than the server's limits allow): write it uncompressed, as "
+            "pyarrow does by default",
+            status=400,
+        )
 
 
 def _pyarrow() -> Any:
@@ -207,6 +222,7 @@ def decode_arrow(body: bytes | bytearray) -> Any:
     make it (a ``pyarrow.Table`` where it cannot): a view of ``body``, never unpickled."""
     pa = _pyarrow()
     try:
+        _refuse_compressed(pa, pa.py_buffer(body))
         reader = pa.ipc.open_stream(pa.py_buffer(body))
         metadata = dict(reader.schema.metadata or {})
         kind = metadata.pop(KIND_KEY, b"pyarrow.Table").decode("utf-8", "replace")

@@ -454,6 +454,21 @@ def test_malformed_arrow_is_400(body: bytes) -> None:
     assert info.value.status == 400
 
 
+@pytest.mark.parametrize("compression", ["lz4", "zstd"])
+def test_compressed_arrow_is_400_before_it_is_decompressed(compression: str) -> None:
+    table = pa.table({"x": np.zeros(10_000)})
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(
+        sink, table.schema, options=pa.ipc.IpcWriteOptions(compression=compression)
+    ) as writer:
+        writer.write_table(table)
+    body = sink.getvalue().to_pybytes()
+    assert len(body) < table.nbytes / 10, "a small body that unpacks into much more"
+    with pytest.raises(PayloadError, match="compressed, which dataserve does not take") as info:
+        decode(body, ARROW)
+    assert info.value.status == 400
+
+
 def test_arrow_saying_it_is_a_frame_it_is_not_is_400() -> None:
     table = pa.table({"a": [1]}).replace_schema_metadata({b"pandas": b'{"columns": "not a list"}'})
     with pytest.raises(PayloadError) as info:
