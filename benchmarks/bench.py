@@ -28,10 +28,11 @@ from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
+import pandas as pd
 import report
 from clients import SMALL, Address, Bench, ClientPool, connect
 from report import MiB, Pair, Results
-from servers import PROXY_NAME, XDATA, ServerProcess, start_dataserve, start_proxy
+from servers import PROXY_NAME, XDATA, ServerProcess, mixed_frame, start_dataserve, start_proxy
 
 import dataserve
 
@@ -52,6 +53,10 @@ class Plan:
     """Short programs run per round of that measure."""
     byte_sizes: tuple[int, ...]
     array_sizes: tuple[int, ...]
+    frame_rows: int
+    """Rows of the mixed-dtype DataFrame the server returns (``servers.mixed_frame``)."""
+    frame_calls: int
+    """Calls per round of that measure."""
     sample_bytes: int
     """Each round of a round trip measure makes as many calls as send this many payload bytes (1 at least)."""
     clients: tuple[int, ...]
@@ -68,6 +73,8 @@ FULL = Plan(
     programs=5,
     byte_sizes=(MiB, 10 * MiB, 100 * MiB),
     array_sizes=(10**6, 10**7),
+    frame_rows=10**6,
+    frame_calls=3,
     sample_bytes=64 * MiB,
     clients=(1, 8, 16),
     batch=16,
@@ -81,6 +88,8 @@ QUICK = Plan(
     programs=1,
     byte_sizes=(1024, 10 * 1024, 100 * 1024),
     array_sizes=(1000, 10_000),
+    frame_rows=1000,
+    frame_calls=1,
     sample_bytes=100 * 1024,
     clients=(1, 2),
     batch=4,
@@ -190,6 +199,7 @@ def measure(plan: Plan, servers: Servers, pool: ClientPool) -> Results:
     pair = [servers.plain, servers.proxy]
     round_trips = {size: bytes_round_trip(plan, size, [plain, proxy], pair) for size in plan.byte_sizes}
     array_rate = {size: array_round_trip(plan, size, [plain, proxy]) for size in plan.array_sizes}
+    frame = frame_returned(plan, [plain, proxy])
     calls = calls_per_second(plan, pool, servers.workers, servers.workers_async, servers.proxy)
     bytes_rate = {size: mb_per_second for size, (mb_per_second, _) in round_trips.items()}
     _, peak_memory = round_trips[max(plan.byte_sizes)]
@@ -202,6 +212,8 @@ def measure(plan: Plan, servers: Servers, pool: ClientPool) -> Results:
         uds_async_p50,
         bytes_rate,
         array_rate,
+        plan.frame_rows,
+        frame,
         calls,
         WORKERS,
         peak_memory,
@@ -215,6 +227,12 @@ def check(bench: Bench) -> None:
         raise RuntimeError(f"{bench!r} does not answer as servers.BenchData does")
     if not np.array_equal(bench.array(10), np.arange(10, dtype=np.float64)):
         raise RuntimeError(f"{bench!r} does not return the arrays servers.BenchData does")
+    try:
+        pd.testing.assert_frame_equal(bench.frame(10), mixed_frame(10), check_exact=True)
+    except AssertionError as exc:
+        raise RuntimeError(
+            f"{bench!r} does not return the DataFrames servers.BenchData does: {exc}"
+        ) from None
 
 
 SHORT_PROGRAMS = {
@@ -294,6 +312,20 @@ def array_round_trip(plan: Plan, size: int, benches: Sequence[Bench]) -> Pair:
     return Pair(*(statistics.median(server) for server in rounds))
 
 
+def frame_returned(plan: Plan, benches: Sequence[Bench]) -> Pair:
+    """Milliseconds for a call that returns the ``plan.frame_rows``-row mixed-dtype DataFrame: as an
+    Arrow stream from dataserve, pickled by the ProxyServer."""
+
+    def per_call(bench: Bench) -> float:
+        began = time.perf_counter()
+        for _ in range(plan.frame_calls):
+            bench.frame(plan.frame_rows)
+        return (time.perf_counter() - began) * 1000 / plan.frame_calls
+
+    rounds = interleaved(plan.rounds, [partial(per_call, bench) for bench in benches])
+    return Pair(*(statistics.median(server) for server in rounds))
+
+
 def calls_per_second(
     plan: Plan, pool: ClientPool, workers: ServerProcess, workers_async: ServerProcess, proxy: ServerProcess
 ) -> dict[tuple[int, int, bool], Pair]:
@@ -351,7 +383,10 @@ def machine(plan: Plan, max_concurrency: int) -> str:
     """Where and how the benchmark ran, for the page."""
     versions = ", ".join(
         [f"dataserve {dataserve.__version__}"]
-        + [f"{name} {metadata.version(name)}" for name in ("uvicorn", "starlette", "httpx", "numpy")]
+        + [
+            f"{name} {metadata.version(name)}"
+            for name in ("uvicorn", "starlette", "httpx", "numpy", "pandas", "pyarrow")
+        ]
     )
     return (
         f"Measured on {datetime.date.today().isoformat()} on {os.cpu_count()} CPUs ({_cpu()}), "

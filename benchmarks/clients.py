@@ -35,6 +35,8 @@ class Bench(Protocol):
 
     def array(self, size: int) -> Any: ...
 
+    def frame(self, rows: int) -> Any: ...
+
 
 class HTTPBench:
     """``BenchData``'s methods on a dataserve server, over one pooled connection."""
@@ -57,6 +59,9 @@ class HTTPBench:
 
     def array(self, size: int) -> Any:
         return self.client.send("/array", size)
+
+    def frame(self, rows: int) -> Any:
+        return self.client.send("/frame", rows)
 
 
 def connect(kind: str, address: Address) -> Bench:

@@ -80,6 +80,10 @@ class Results:
     """MB/s of a bytes round trip, by payload size in bytes."""
     array_rate: dict[int, Pair]
     """MB/s of a returned float64 array, by its number of elements."""
+    frame_rows: int
+    """Rows of the mixed-dtype DataFrame of ``frame_ms``."""
+    frame_ms: Pair
+    """Milliseconds per call returning a mixed-dtype DataFrame: Arrow against pickle."""
     calls: dict[tuple[int, int, bool], Pair]
     """Small calls per second, by client processes, calls per batch (1: one call at a time) and
     whether the handler is ``async def``."""
@@ -141,6 +145,7 @@ def rows(results: Results) -> list[Row]:
     for elements, pair in results.array_rate.items():
         label = f"float64 array returned, {size_label(8 * elements, decimal=True)} (MB/s)"
         table.append(_row(label, pair, ARRAY_TARGETS.get(elements)))
+    table.append(_row(f"Mixed-dtype DataFrame returned, {results.frame_rows:,} rows (ms)", results.frame_ms))
     for (clients, batch, is_async), pair in results.calls.items():
         target: Target | None
         if batch > 1:

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
 
 from dataserve import HTTPDataHandler
 from dataserve.proxy import run_proxy_server
@@ -33,10 +34,11 @@ STOP_TIMEOUT = 30.0
 
 
 class BenchData:
-    """The served object: a small call, a bytes echo, and float64 arrays."""
+    """The served object: a small call, a bytes echo, float64 arrays and mixed-dtype DataFrames."""
 
     def __init__(self) -> None:
         self._arrays: dict[int, npt.NDArray[np.float64]] = {}
+        self._frames: dict[int, pd.DataFrame] = {}
         self._lock = threading.Lock()
 
     def small(self, values: list[int]) -> list[int]:
@@ -51,6 +53,33 @@ class BenchData:
             if size not in self._arrays:
                 self._arrays[size] = np.arange(size, dtype=np.float64)
             return self._arrays[size]
+
+    def frame(self, rows: int) -> pd.DataFrame:
+        """``mixed_frame(rows)``: made by the first call (the warm-up), then kept."""
+        with self._lock:
+            if rows not in self._frames:
+                self._frames[rows] = mixed_frame(rows)
+            return self._frames[rows]
+
+
+def mixed_frame(rows: int) -> pd.DataFrame:
+    """A DataFrame of ``rows`` rows with a column of each dtype people hold: int64, float64, a
+    nullable Int64 with missing values, strings, a categorical, tz-aware datetimes and bools."""
+    rng = np.random.default_rng(rows)
+    counts = pd.array(rng.integers(-1000, 1000, rows), dtype="Int64")
+    counts[::7] = pd.NA
+    words = np.array(["alpha", "beta", "gamma", "delta", "epsilon", "zeta"])
+    return pd.DataFrame(
+        {
+            "id": np.arange(rows, dtype=np.int64),
+            "value": rng.standard_normal(rows),
+            "count": counts,
+            "label": pd.Series(words[rng.integers(0, len(words), rows)], dtype="string"),
+            "kind": pd.Categorical.from_codes(rng.integers(0, 3, rows), ["low", "mid", "high"]),
+            "when": pd.date_range("2024-01-01", periods=rows, freq="s", tz="Europe/Paris"),
+            "flag": rng.random(rows) > 0.5,
+        }
+    )
 
 
 PROXY_NAME = BenchData.__name__
@@ -70,6 +99,8 @@ class BenchHandler(HTTPDataHandler):
             return self.data.echo(payload)
         if resource == "/array":
             return self.data.array(payload)
+        if resource == "/frame":
+            return self.data.frame(payload)
         return None
 
 

@@ -24,10 +24,12 @@ if TYPE_CHECKING:
     from ._handler import HTTPDataHandler
     from ._limits import Limits
     from ._server import RunningServer, run_http_server, serve
+    from ._usercodecs import Codec, register_codec
 
 __all__ = [
     "AsyncHTTPDataClient",
     "AuthenticationError",
+    "Codec",
     "DataApp",
     "DataServeError",
     "HTTPDataClient",
@@ -39,6 +41,7 @@ __all__ = [
     "RunningServer",
     "ServerUnavailable",
     "create_app",
+    "register_codec",
     "run_http_server",
     "serve",
 ]
@@ -61,6 +64,8 @@ _MODULES = {
     "RunningServer": "_server",
     "run_http_server": "_server",
     "serve": "_server",
+    "Codec": "_usercodecs",
+    "register_codec": "_usercodecs",
 }
 """The module of each public name."""
 

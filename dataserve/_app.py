@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import functools
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -32,6 +32,7 @@ from ._errors import error_reply
 from ._handler import HTTPDataHandler
 from ._lifecycle import State
 from ._limits import Limits
+from ._usercodecs import Codec
 from ._wire import HEALTH_PATH, Reply
 
 __all__ = ["DEFAULT_MAX_BODY_SIZE", "HEALTH_PATH", "DataApp", "create_app"]
@@ -51,6 +52,7 @@ def create_app(
     drain_timeout: float = 0,
     refuse_while_loading: bool = False,
     wait_for_setup: bool = False,
+    codecs: Iterable[Codec] | None = None,
 ) -> DataApp:
     """Return the ASGI app that serves ``data_handler`` at every PUT (or POST) path.
 
@@ -68,8 +70,9 @@ def create_app(
     with ``refuse_while_loading`` a call that comes while ``setup()`` runs gets 503 at once,
     never having reached the handler, instead of waiting; with ``wait_for_setup`` the app's
     lifespan startup finishes only once ``setup()`` has, for hosts that take a finished
-    startup as ready (Ray Serve). The app pickles as the call that made it, so that such a
-    host can make it again in each of its replicas.
+    startup as ready (Ray Serve). ``codecs`` carry types of one's own, in payloads and
+    replies (see ``dataserve.Codec``), before those the process registered. The app pickles as
+    the call that made it, so that such a host can make it again in each of its replicas.
     """
     return DataApp(
         _as_handler(data_handler),
@@ -81,6 +84,7 @@ def create_app(
         drain_timeout=drain_timeout,
         refuse_while_loading=refuse_while_loading,
         wait_for_setup=wait_for_setup,
+        codecs=codecs,
         made_from=data_handler,
     )
 
@@ -106,6 +110,7 @@ class DataApp(Starlette):
         drain_timeout: float = 0,
         refuse_while_loading: bool = False,
         wait_for_setup: bool = False,
+        codecs: Iterable[Codec] | None = None,
         made_from: type[HTTPDataHandler] | HTTPDataHandler | None = None,
     ) -> None:
         if drain_timeout < 0:
@@ -118,6 +123,7 @@ class DataApp(Starlette):
             max_body_size=max_body_size,
             limits=limits,
             refuse_while_loading=refuse_while_loading,
+            codecs=codecs,
         )
         self.handler = handler
         self.lifecycle = self.core.lifecycle
@@ -135,6 +141,7 @@ class DataApp(Starlette):
                 "drain_timeout": drain_timeout,
                 "refuse_while_loading": refuse_while_loading,
                 "wait_for_setup": wait_for_setup,
+                "codecs": self.core.codecs.own,
             },
         )
         routes = [

@@ -8,10 +8,10 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from ._app import DEFAULT_MAX_BODY_SIZE
+from ._cli_io import arrow_body, npy_body, read, show, show_reply
 from ._client import DEFAULT_TIMEOUT, HTTPDataClient
 from ._codec import encode
 from ._errors import DataServeError, RemoteError
@@ -22,7 +22,7 @@ from ._server import run_http_server, serve
 from ._token import TOKEN_ENV
 from ._url import base_url
 
-__all__ = ["main"]
+__all__ = ["main", "show"]
 
 DEFAULT_PORT = 5001
 """The port ``serve`` listens on and ``send`` calls when none is given, as in the seed's example."""
@@ -153,8 +153,9 @@ def _parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         "send",
         help="call a server and print its reply",
         description="Send VALUE to RESOURCE on a dataserve server and print the reply. "
-        "Without --json, --text or --file, a VALUE that is valid JSON is sent as JSON, any other as text; "
-        "without a VALUE the payload is None.",
+        "Without --json, --text or a file, a VALUE that is valid JSON is sent as JSON, any other as text; "
+        "without a VALUE the payload is None. A reply of bytes, an array or a table prints as a summary; "
+        "--output saves it as it came (bytes, the .npy file, the Arrow IPC stream).",
     )
     send_parser.add_argument("resource", metavar="RESOURCE", help="the resource to call, such as /xdata")
     send_parser.add_argument("value", metavar="VALUE", nargs="?", help="the payload")
@@ -168,8 +169,20 @@ def _parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     kind.add_argument(
         "--file", metavar="PATH", help="send the bytes of the file PATH (- for stdin), not a VALUE"
     )
+    kind.add_argument(
+        "--npy", metavar="PATH", help="send the array of the .npy file PATH (- for stdin) as a NumPy array"
+    )
+    kind.add_argument(
+        "--arrow",
+        metavar="PATH",
+        help="send the table of the Arrow IPC stream or file PATH (- for stdin) as a table",
+    )
     send_parser.add_argument(
-        "-o", "--output", metavar="PATH", help="write the reply to PATH; - writes bytes to stdout"
+        "-o",
+        "--output",
+        metavar="PATH",
+        help="write the reply to PATH (an array as .npy, a table as an Arrow IPC stream); "
+        "- writes it to stdout",
     )
     send_parser.add_argument(
         "--timeout",
@@ -324,7 +337,7 @@ def send_command(args: argparse.Namespace) -> int:
             url = base_url(None, args.url)
     except ValueError as exc:
         raise UsageError(f"argument --url: {exc}") from None
-    body, content_type = encode(_payload(args))
+    body, content_type = _body(args)
     verify = False if args.insecure else args.cafile or True
     reply = call(
         url,
@@ -337,15 +350,26 @@ def send_command(args: argparse.Namespace) -> int:
         uds=args.uds,
         method="POST" if args.post else "PUT",
     )
-    show(reply, args.output)
+    show_reply(reply, args.output)
     return 0
+
+
+def _body(args: argparse.Namespace) -> tuple[bytes, str]:
+    """The body and Content-Type of the payload the arguments give."""
+    for option, body in (("npy", npy_body), ("arrow", arrow_body)):
+        path = getattr(args, option)
+        if path is not None:
+            if args.value is not None:
+                raise UsageError(f"give either VALUE or --{option}, not both")
+            return body(path)
+    return encode(_payload(args))
 
 
 def _payload(args: argparse.Namespace) -> Any:
     if args.file is not None:
         if args.value is not None:
             raise UsageError("give either VALUE or --file, not both")
-        return _read(args.file)
+        return read(args.file)
     if args.value is None:
         if args.json or args.text:
             raise UsageError(f"--{'json' if args.json else 'text'} needs a VALUE")
@@ -358,55 +382,6 @@ def _payload(args: argparse.Namespace) -> Any:
         if args.json:
             raise UsageError(f"argument --json: VALUE is not valid JSON: {exc}") from None
         return args.value
-
-
-def _read(path: str) -> bytes:
-    if path == "-":
-        return sys.stdin.buffer.read()
-    try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise DataServeError(f"cannot read {path}: {exc.strerror or exc}") from None
-
-
-def show(reply: Any, output: str | None) -> None:
-    """Print ``reply``, or write it to the file ``output`` (``-``: stdout).
-
-    Text prints as it is, JSON values pretty-printed, and anything else as its repr.
-    Bytes print only as a one-line summary, unless written to ``output``.
-    """
-    if isinstance(reply, (bytes, bytearray, memoryview)):
-        data = bytes(reply)
-        if output is None:
-            print(f"<{_count(len(data))}; use --output PATH to save them>")
-            return
-    else:
-        text = reply if isinstance(reply, str) else _format(reply)
-        if output in (None, "-"):
-            print(text)
-            return
-        data = (text + "\n").encode("utf-8")
-    if output == "-":
-        sys.stdout.flush()
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
-        return
-    try:
-        Path(output).write_bytes(data)
-    except OSError as exc:
-        raise DataServeError(f"cannot write {output}: {exc.strerror or exc}") from None
-    print(f"wrote {_count(len(data))} to {output}", file=sys.stderr)
-
-
-def _format(value: Any) -> str:
-    try:
-        return json.dumps(value, indent=2, ensure_ascii=False)
-    except (TypeError, ValueError):
-        return repr(value)
-
-
-def _count(size: int) -> str:
-    return f"{size:,} byte" if size == 1 else f"{size:,} bytes"
 
 
 class DemoHandler(HTTPDataHandler):

@@ -15,12 +15,13 @@ from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from ._codec import decode, encode
+from ._codec import NO_CODECS, decode, encode
 from ._errors import DataServeError, PayloadError, refused_reply, status_error, unavailable
 from ._fastpath import FastPath, NotSent, Request, Waits, eligible
 from ._http1 import DeadlinePassed, ReplyTooLarge
 from ._token import authorization, resolve_token
 from ._url import Address, base_url, request_target, resource_path
+from ._usercodecs import Codec, Codecs
 from ._wire import HEALTH_PATH, Reply
 
 if TYPE_CHECKING:
@@ -73,6 +74,7 @@ class _DataClient:
         token: str | None = None,
         verify: Verify = True,
         method: str = "PUT",
+        codecs: Iterable[Codec] | None = None,
     ) -> None:
         if method.upper() not in _METHODS:
             raise ValueError(f"method must be 'PUT' (the default) or 'POST', not {method!r}")
@@ -92,6 +94,7 @@ class _DataClient:
         self._headers = {"authorization": authorization(token)} if token else {}
         self._verify = load_verify(verify)
         self._targets: dict[str, bytes] = {}
+        self._codecs = Codecs(codecs) if codecs else NO_CODECS
         self._closed = False
 
     @property
@@ -126,7 +129,7 @@ class _DataClient:
     def _value(self, reply: Reply, method: str, target: bytes, resource: str) -> Any:
         """The value a reply carries, or the exception its status stands for."""
         if reply.status == 200:
-            return decode(reply.body, reply.headers.get("content-type"))
+            return decode(reply.body, reply.headers.get("content-type"), self._codecs)
         raise status_error(reply, self._where(method, target), resource_path(resource))
 
     def _result(self, outcome: Reply | DataServeError, call: tuple[str, bytes, bytes, str]) -> Any:
@@ -161,7 +164,8 @@ class HTTPDataClient(_DataClient):
     ``$DATASERVE_TOKEN``) goes with every call; ``verify`` says how to check an HTTPS
     server. Calls travel as PUT, as the original's did; ``method="POST"`` sends them as POST,
     which proxies and HTTP libraries do not send again once sent (see docs/scale-out.md).
-    Close the client when done, or use it as a context manager. It can be shared
+    ``codecs`` carry types of one's own (see ``dataserve.Codec``), before those the process
+    registered. Close the client when done, or use it as a context manager. It can be shared
     between threads.
     """
 
@@ -178,6 +182,7 @@ class HTTPDataClient(_DataClient):
         token: str | None = None,
         verify: Verify = True,
         method: str = "PUT",
+        codecs: Iterable[Codec] | None = None,
     ) -> None:
         super().__init__(
             port,
@@ -190,6 +195,7 @@ class HTTPDataClient(_DataClient):
             token=token,
             verify=verify,
             method=method,
+            codecs=codecs,
         )
         self._http: httpx.Client | None = None
         self._fast = None
@@ -212,11 +218,12 @@ class HTTPDataClient(_DataClient):
     ) -> Any:
         """Send ``payload`` to ``resource`` and return the handler's reply.
 
-        ``payload`` is a str, a JSON-able value, bytes-like, a NumPy array, or None.
+        ``payload`` is a str, a JSON-able value, bytes-like, a NumPy array, a table (pyarrow,
+        pandas or polars), None, or a value of one of the client's codecs.
         ``timeout``, ``connect_timeout`` and ``deadline`` replace the client's for this call.
         Raises ResourceNotFound, RemoteError, PayloadError, AuthenticationError or ServerUnavailable.
         """
-        body, content_type = encode(payload)
+        body, content_type = encode(payload, self._codecs)
         target = self._target(resource)
         reply = self._request(
             self.method, target, body, content_type, self._waits(timeout, connect_timeout, deadline)
@@ -238,7 +245,7 @@ class HTTPDataClient(_DataClient):
         once, in order. If any call fails, every reply is still read and the first failure
         is raised; with ``return_exceptions`` the list holds the exception in its place.
         """
-        encoded = _encode_all(calls, self._target, return_exceptions)
+        encoded = _encode_all(calls, self._target, return_exceptions, self._codecs)
         self._check_open()
         requests = [
             (self.method, item[1], item[2], item[3])
@@ -358,6 +365,7 @@ class AsyncHTTPDataClient(_DataClient):
         token: str | None = None,
         verify: Verify = True,
         method: str = "PUT",
+        codecs: Iterable[Codec] | None = None,
     ) -> None:
         super().__init__(
             port,
@@ -370,6 +378,7 @@ class AsyncHTTPDataClient(_DataClient):
             token=token,
             verify=verify,
             method=method,
+            codecs=codecs,
         )
         from . import _httpx
 
@@ -388,11 +397,12 @@ class AsyncHTTPDataClient(_DataClient):
     ) -> Any:
         """Send ``payload`` to ``resource`` and return the handler's reply.
 
-        ``payload`` is a str, a JSON-able value, bytes-like, a NumPy array, or None.
+        ``payload`` is a str, a JSON-able value, bytes-like, a NumPy array, a table (pyarrow,
+        pandas or polars), None, or a value of one of the client's codecs.
         ``timeout``, ``connect_timeout`` and ``deadline`` replace the client's for this call.
         Raises ResourceNotFound, RemoteError, PayloadError, AuthenticationError or ServerUnavailable.
         """
-        body, content_type = encode(payload)
+        body, content_type = encode(payload, self._codecs)
         target = self._target(resource)
         waits = self._waits(timeout, connect_timeout, deadline)
         reply = await self._request(self.method, target, body, content_type, waits)
@@ -414,7 +424,7 @@ class AsyncHTTPDataClient(_DataClient):
         completes and the first failure, in the order of ``calls``, is raised; with
         ``return_exceptions`` the list holds the exception in its place.
         """
-        encoded = _encode_all(calls, self._target, return_exceptions)
+        encoded = _encode_all(calls, self._target, return_exceptions, self._codecs)
         waits = self._waits(timeout, connect_timeout, deadline)
 
         async def call(item: tuple[str, bytes, bytes, str] | DataServeError) -> Any:
@@ -476,14 +486,14 @@ def reply_value(reply: Reply, where: str, resource: str) -> Any:
 
 
 def _encode_all(
-    calls: Iterable[tuple[str, Any]], target: Callable[[str], bytes], return_exceptions: bool
+    calls: Iterable[tuple[str, Any]], target: Callable[[str], bytes], return_exceptions: bool, codecs: Codecs
 ) -> list[tuple[str, bytes, bytes, str] | DataServeError]:
     """Each call's resource, target, body and Content-Type; a payload that cannot be sent is refused
     before anything is sent, or kept as its PayloadError with ``return_exceptions``."""
     encoded: list[tuple[str, bytes, bytes, str] | DataServeError] = []
     for resource, payload in calls:
         try:
-            body, content_type = encode(payload)
+            body, content_type = encode(payload, codecs)
         except PayloadError as exc:
             if not return_exceptions:
                 raise

@@ -6,13 +6,19 @@
 | ``None``, ``bool``, ``int``, ``float``, ``list``, ``tuple``, ``dict`` | ``application/json`` | JSON value |
 | ``bytes``, ``bytearray``, ``memoryview`` | ``application/octet-stream`` | ``bytes``  |
 | ``numpy.ndarray``                     | ``application/x-npy``         | read-only ``numpy.ndarray`` |
+| a table: ``pyarrow.Table``, ``RecordBatch``, | ``application/vnd.apache.arrow.stream`` | the same kind |
+| pandas and polars ``DataFrame`` and ``Series`` |                         | (or ``pyarrow.Table``) |
 
-An empty body without a Content-Type decodes as ``None``.
+An empty body without a Content-Type decodes as ``None``. Codecs of one's own (``_usercodecs``)
+carry what these do not, and decode the bodies of their Content-Types.
 
 NumPy is optional and never imported here unless an ``application/x-npy`` body comes in:
 a value can only be an ndarray (or a NumPy scalar) if NumPy is already imported, so
 ``encode`` looks for it in ``sys.modules``. Arrays travel in the ``.npy`` format, without
 pickle (``_npy``).
+
+Tables (``_arrow``) go the same way: pyarrow, pandas and polars are looked for in
+``sys.modules`` to tell a table, and imported only when an Arrow body comes in.
 
 NumPy scalars of bool, integer and floating types travel as the JSON value they stand
 for (``numpy.int64(3)`` arrives as ``3``), alone or inside lists and dicts. Other NumPy
@@ -27,10 +33,12 @@ import json
 import re
 from typing import Any
 
+from ._arrow import ARROW, decode_arrow, encode_arrow, table_kind
 from ._errors import PayloadError
 from ._npy import NPY, decode_npy, encode_npy, imported
+from ._usercodecs import Codecs, decode_with, encode_with
 
-__all__ = ["BYTES", "CHARSETS", "JSON", "NPY", "TEXT", "decode", "encode", "is_json"]
+__all__ = ["ARROW", "BYTES", "CHARSETS", "JSON", "NO_CODECS", "NPY", "TEXT", "decode", "encode", "is_json"]
 
 TEXT = "text/plain; charset=utf-8"
 JSON = "application/json"
@@ -38,16 +46,37 @@ BYTES = "application/octet-stream"
 
 _ALLOWED = (
     "str, a JSON-able value (None, bool, int, float, list, tuple, "
-    "dict with str, int, float, bool or None keys), bytes-like (bytes, bytearray, memoryview) "
-    "or a numpy.ndarray"
+    "dict with str, int, float, bool or None keys), bytes-like (bytes, bytearray, memoryview), "
+    "a numpy.ndarray, or a table (pyarrow.Table or RecordBatch, pandas or polars DataFrame or Series)"
 )
 
 
-def encode(value: object) -> tuple[bytes, str]:
-    """Return the body and Content-Type that carry ``value``.
+NO_CODECS = Codecs()
+"""No codecs of an app's or client's own: the process's (``register_codec``) alone."""
+
+
+_OTHERS = (
+    "teach it other types with a dataserve.Codec registered on both sides (see the Types page "
+    "of the docs), or pickle them yourself and send the bytes"
+)
+
+
+def encode(value: object, codecs: Codecs = NO_CODECS) -> tuple[bytes, str]:
+    """Return the body and Content-Type that carry ``value``: as one of dataserve's own types,
+    or else by the first of ``codecs`` that claims its type.
 
     Raises PayloadError, naming the type, for a value dataserve cannot carry.
     """
+    try:
+        return _encode(value)
+    except PayloadError:
+        codec = codecs.for_value(value)
+        if codec is None:
+            raise
+    return encode_with(codec, value)
+
+
+def _encode(value: object) -> tuple[bytes, str]:
     if isinstance(value, str):
         try:
             return value.encode("utf-8"), TEXT
@@ -66,21 +95,23 @@ def encode(value: object) -> tuple[bytes, str]:
         except (TypeError, ValueError, RecursionError) as exc:
             detail = "too deeply nested" if isinstance(exc, RecursionError) else str(exc)
             raise PayloadError(
-                f"cannot send this {type(value).__name__}: {detail}. "
-                f"dataserve sends {_ALLOWED}; pickle other objects yourself and send the bytes"
+                f"cannot send this {type(value).__name__}: {detail}. dataserve sends {_ALLOWED}; {_OTHERS}"
             ) from None
+    kind = table_kind(value)  # after the JSON types: a small call pays nothing for tables
+    if kind is not None:
+        return encode_arrow(value, kind), ARROW
     raise PayloadError(
-        f"cannot send a value of type {type(value).__name__}: dataserve sends {_ALLOWED}; "
-        "pickle other objects yourself and send the bytes"
+        f"cannot send a value of type {type(value).__name__}: dataserve sends {_ALLOWED}; {_OTHERS}"
     )
 
 
-def decode(body: bytes | bytearray, content_type: str | None) -> Any:
-    """Return the value that ``body`` carries, typed by its ``content_type``.
+def decode(body: bytes | bytearray, content_type: str | None, codecs: Codecs = NO_CODECS) -> Any:
+    """Return the value that ``body`` carries, typed by its ``content_type``: by the codec of
+    ``codecs`` for it, if there is one, else as one of dataserve's own types.
 
     Raises PayloadError with status 400 for a body that does not decode as its type
     says, and with status 415 for a Content-Type dataserve does not know (or an .npy
-    body where NumPy is not installed).
+    body where NumPy is not installed, an Arrow body where pyarrow is not).
     """
     if not content_type:
         if not body:
@@ -91,6 +122,9 @@ def decode(body: bytes | bytearray, content_type: str | None) -> Any:
         )
     media_type, _, params = content_type.partition(";")
     media_type = media_type.strip().lower()
+    codec = codecs.for_media(media_type)
+    if codec is not None:
+        return decode_with(codec, body)
     if _is_json_media(media_type):
         return _decode_json(body)
     if media_type == "application/octet-stream":
@@ -99,8 +133,12 @@ def decode(body: bytes | bytearray, content_type: str | None) -> Any:
         return _decode_text(body, _charset(params))
     if media_type == NPY:
         return decode_npy(body)
+    if media_type == ARROW:
+        return decode_arrow(body)
+    taken = ", ".join([TEXT, JSON, BYTES, NPY, ARROW, *codecs.media_types()])
     raise PayloadError(
-        f"unsupported Content-Type {content_type!r}; dataserve takes {TEXT}, {JSON}, {BYTES} or {NPY}",
+        f"unsupported Content-Type {content_type!r}; dataserve takes {taken}. A type of your own "
+        "travels by a dataserve.Codec registered on both sides",
         status=415,
     )
 
@@ -169,6 +207,12 @@ _JSON_TYPES = (dict, list, tuple, int, float, type(None))
 
 def _json_default(value: object) -> object:
     """The JSON value of a NumPy bool, integer or floating scalar; TypeError for the rest."""
+    kind = table_kind(value)
+    if kind is not None:
+        raise TypeError(
+            f"a {kind} travels only as the whole payload, not inside a list, tuple or dict; "
+            "send one table per call"
+        )
     numpy = imported("numpy")
     if numpy is not None:
         if isinstance(value, numpy.ndarray):

@@ -15,17 +15,18 @@ import inspect
 import logging
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from ._admission import Admission
-from ._codec import decode, encode, is_json
+from ._codec import NO_CODECS, decode, encode, is_json
 from ._errors import PayloadError, error_reply
 from ._handler import HTTPDataHandler
 from ._lifecycle import Lifecycle, State
 from ._limits import Limits
 from ._threads import HandlerThreads
 from ._token import refusal, resolve_token
+from ._usercodecs import Codec, Codecs
 from ._wire import Reply
 
 __all__ = ["DEFAULT_MAX_BODY_SIZE", "GONE", "CallCore"]
@@ -59,6 +60,7 @@ class CallCore:
         max_body_size: int | None = DEFAULT_MAX_BODY_SIZE,
         limits: Limits | None = None,
         refuse_while_loading: bool = False,
+        codecs: Iterable[Codec] | None = None,
     ) -> None:
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be 1 or more, not {max_concurrency}")
@@ -72,6 +74,7 @@ class CallCore:
         self.max_body_size = max_body_size
         self.limits = limits or Limits()
         self.refuse_while_loading = refuse_while_loading
+        self.codecs = Codecs(codecs) if codecs else NO_CODECS
         self.is_async = inspect.iscoroutinefunction(handler.handle_request)
         self.threads = HandlerThreads(max_concurrency, f"dataserve {self.name}")
         self.admission = Admission(self.name, self.limits.max_queue, self.limits.max_memory)
@@ -264,7 +267,7 @@ class CallCore:
         max_json = self.limits.max_json_size
         if max_json is not None and len(body) > max_json and is_json(content_type):
             raise PayloadError(self._json_limit(), status=413)
-        return decode(body, content_type)
+        return decode(body, content_type, self.codecs)
 
     def _not_ready(self) -> Reply:
         error = self.lifecycle.error
@@ -283,9 +286,9 @@ class CallCore:
 
     def _reply(self, resource: str, reply: Any) -> Reply:
         if reply is None:
-            return error_reply(404, "not_found", f"{self.name} does not handle the resource {resource!r}")
+            return error_reply(404, "not_found", not_handled(self.name, resource))
         try:
-            body, content_type = encode(reply)
+            body, content_type = encode(reply, self.codecs)
         except PayloadError as exc:
             message = f"{self.name}.handle_request returned a value that cannot be sent: {exc}"
             logger.error("%s", message)
@@ -356,6 +359,15 @@ class CallCore:
             )
             return False
         return True
+
+
+def not_handled(name: str, resource: str) -> str:
+    """The message of the 404 a handler's None makes: what happened, what None means, and what
+    to return instead for an empty result (a ``dict.get`` that found nothing returns None too)."""
+    return (
+        f"{name}.handle_request returned None for {resource!r}, which means 'not handled'; "
+        "return an empty value such as [] or {} for an empty result"
+    )
 
 
 def _refused(exc: PayloadError) -> Reply:

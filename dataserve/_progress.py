@@ -6,12 +6,11 @@ import sys
 import time
 from collections.abc import Iterator
 from types import TracebackType
-from typing import Any, TextIO
+from typing import TextIO
 
 import httpx
 
 from ._client import load_verify
-from ._codec import decode
 from ._errors import status_error, unavailable
 from ._httpx import Sent, Verify, make_client
 from ._token import authorization, resolve_token
@@ -44,8 +43,9 @@ def call(
     verify: Verify = True,
     uds: str | None = None,
     method: str = "PUT",
-) -> Any:
-    """Send ``body`` to ``resource`` at ``url`` and return the reply, as ``HTTPDataClient.send`` does.
+) -> Reply:
+    """Send ``body`` to ``resource`` at ``url`` and return the reply, a 200 (any other status raises
+    the error ``HTTPDataClient.send`` would): the caller decides what to make of its body.
 
     Uploads and downloads above THRESHOLD draw a progress bar on stderr if it is a terminal.
     With ``uds`` the call goes over that Unix socket; it travels as ``method``.
@@ -80,7 +80,7 @@ def call(
     if reply.status != 200:
         where = f"{method} {origin}{target}" + ("" if uds is None else f" on {server}")
         raise status_error(reply, where, resource_path(resource))
-    return decode(content, response.headers.get("content-type"))
+    return reply
 
 
 def _download(response: httpx.Response) -> bytes:

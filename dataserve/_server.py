@@ -10,7 +10,7 @@ import os
 import ssl
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeAlias, cast
 
@@ -26,6 +26,7 @@ from ._limits import Limits
 from ._listen import listen, url, warn_if_open
 from ._signals import signals_interrupt
 from ._token import resolve_token
+from ._usercodecs import Codec
 from ._workers import AppOptions, run_workers
 
 __all__ = ["RunningServer", "run_http_server", "serve"]
@@ -50,6 +51,7 @@ def run_http_server(
     limits: Limits | None = None,
     drain_timeout: float = 0,
     refuse_while_loading: bool = False,
+    codecs: Iterable[Codec] | None = None,
     ssl_certfile: str | os.PathLike[str] | None = None,
     ssl_keyfile: str | os.PathLike[str] | None = None,
     keep_alive_timeout: int = 30,
@@ -88,6 +90,7 @@ def run_http_server(
         _limits(limits),
         drain_timeout,
         refuse_while_loading,
+        tuple(codecs or ()),
     )
     options = _ServerOptions(log_level, ssl_certfile, ssl_keyfile, keep_alive_timeout, shutdown_timeout)
     name = _name(data_handler)
@@ -138,6 +141,7 @@ def serve(
     limits: Limits | None = None,
     drain_timeout: float = 0,
     refuse_while_loading: bool = False,
+    codecs: Iterable[Codec] | None = None,
     ssl_certfile: str | os.PathLike[str] | None = None,
     ssl_keyfile: str | os.PathLike[str] | None = None,
     keep_alive_timeout: int = 30,
@@ -163,6 +167,7 @@ def serve(
         _limits(limits),
         drain_timeout,
         refuse_while_loading,
+        tuple(codecs or ()),
     )
     options = _ServerOptions(log_level, ssl_certfile, ssl_keyfile, keep_alive_timeout, shutdown_timeout)
     with listen(host, None if uds is not None and port == 0 else port, uds, options.tls) as listening:

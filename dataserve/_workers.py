@@ -28,6 +28,7 @@ from ._handler import import_handler
 from ._lifecycle import STARTUP_FAILURE
 from ._limits import Limits
 from ._token import TOKEN_ENV
+from ._usercodecs import Codec
 
 __all__ = ["AppOptions", "run_workers", "worker_app"]
 
@@ -48,6 +49,7 @@ class AppOptions:
     limits: Limits
     drain_timeout: float = 0
     refuse_while_loading: bool = False
+    codecs: tuple[Codec, ...] = ()
 
     def kwargs(self) -> dict[str, Any]:
         """The options as ``create_app``'s keyword arguments."""

@@ -67,7 +67,8 @@ async def test_handler_returning_none_is_404(app_client: httpx.AsyncClient) -> N
     assert response.status_code == 404
     assert response.json() == {
         "error": "not_found",
-        "message": "EchoHandler does not handle the resource '/missing'",
+        "message": "EchoHandler.handle_request returned None for '/missing', which means 'not handled'; "
+        "return an empty value such as [] or {} for an empty result",
     }
 
 

@@ -22,6 +22,7 @@ ROWS = {
     "Small call p99": 1,
     "Bytes round trip": 3,
     "float64 array returned": 2,
+    "Mixed-dtype DataFrame returned": 1,
     "Calls/s": 4,
     "Server peak memory": 1,
 }
@@ -33,6 +34,8 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.Comp
     """One run of ``benchmarks/bench.py --quick``, and the directory it wrote to."""
     pytest.importorskip("numpy")
     pytest.importorskip("matplotlib")
+    pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
     out = tmp_path_factory.mktemp("bench")
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))

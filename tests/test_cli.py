@@ -16,13 +16,17 @@ import textwrap
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trustme
 
 import dataserve
 from dataserve._cli import main, show
+from dataserve._cli_io import show_reply
+from dataserve._codec import encode
 from dataserve._progress import THRESHOLD, Progress, size
+from dataserve._wire import Reply
 from tests.conftest import EchoHandler, die_with_test, free_port, worker_pids
 
 pytestmark = pytest.mark.usefixtures("server_lane")
@@ -194,13 +198,182 @@ def test_a_reply_that_is_not_json_prints_as_its_repr(capsys: pytest.CaptureFixtu
     assert capsys.readouterr().out == "{1, 2}\n"
 
 
+# --- send: arrays and tables --------------------------------------------------------------------
+
+try:
+    import numpy as np
+except ImportError:  # pragma: no cover - the test extra installs numpy
+    np = None  # type: ignore[assignment]
+try:
+    import pandas as pd
+    import pyarrow as pa
+except ImportError:  # pragma: no cover - the test extra installs pandas and pyarrow
+    pa = pd = None
+
+needs_numpy = pytest.mark.skipif(np is None, reason="needs numpy: pip install 'dataserve[numpy]'")
+needs_tables = pytest.mark.skipif(
+    pa is None, reason="needs pandas and pyarrow: pip install 'dataserve[pandas]'"
+)
+
+
+def arrow_stream(table: Any) -> bytes:
+    """``table`` as an Arrow IPC stream, as any Arrow writer makes one."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return bytes(sink.getvalue().to_pybytes())
+
+
+@needs_numpy
+def test_npy_sends_the_array_and_output_saves_the_reply_as_npy(
+    server: dataserve.RunningServer, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    array = np.arange(12, dtype=">i4").reshape(3, 4)
+    np.save(tmp_path / "in.npy", array)
+    assert send(server, "/type", "--npy", str(tmp_path / "in.npy")) == 0
+    assert capsys.readouterr().out == "ndarray\n", "the handler gets the array, not bytes"
+    out = tmp_path / "out.npy"
+    assert send(server, "/echo", "--npy", str(tmp_path / "in.npy"), "--output", str(out)) == 0
+    received = np.load(out, allow_pickle=False)
+    assert received.dtype == array.dtype
+    assert (received == array).all()
+    assert capsys.readouterr() == ("", f"wrote {out.stat().st_size:,} bytes to {out}\n")
+
+
+@needs_numpy
+def test_array_reply_prints_its_shape_and_dtype(
+    server: dataserve.RunningServer, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    np.save(tmp_path / "in.npy", np.zeros((1000, 3)))
+    assert send(server, "/echo", "--npy", str(tmp_path / "in.npy")) == 0
+    summary = (
+        "<numpy.ndarray, shape (1000, 3), dtype float64, 24,000 bytes; use --output PATH to save it as .npy>"
+    )
+    assert capsys.readouterr() == (summary + "\n", "")
+
+
+@needs_numpy
+def test_array_reply_output_dash_writes_the_npy_to_stdout(
+    server: dataserve.RunningServer, capsysbinary: pytest.CaptureFixture[bytes], tmp_path: Path
+) -> None:
+    np.save(tmp_path / "in.npy", np.arange(3.0))
+    assert send(server, "/echo", "--npy", str(tmp_path / "in.npy"), "-o", "-") == 0
+    out, _ = capsysbinary.readouterr()
+    assert np.load(io.BytesIO(out), allow_pickle=False).tolist() == [0.0, 1.0, 2.0]
+
+
+@needs_tables
+def test_arrow_sends_the_table_and_output_saves_the_reply_as_a_stream(
+    server: dataserve.RunningServer, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    table = pa.table({"n": [1, 2, None], "s": ["a", "b", "c"]})
+    (tmp_path / "in.arrows").write_bytes(arrow_stream(table))
+    assert send(server, "/type", "--arrow", str(tmp_path / "in.arrows")) == 0
+    assert capsys.readouterr().out == "Table\n"
+    out = tmp_path / "out.arrows"
+    assert send(server, "/echo", "--arrow", str(tmp_path / "in.arrows"), "--output", str(out)) == 0
+    assert pa.ipc.open_stream(out.read_bytes()).read_all().equals(table)
+    assert capsys.readouterr() == ("", f"wrote {out.stat().st_size:,} bytes to {out}\n")
+
+
+@needs_tables
+def test_a_saved_dataframe_reply_is_sent_again_as_a_dataframe(
+    server: dataserve.RunningServer, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    frame = pd.DataFrame({"a": pd.array([1, None], dtype="Int64")}, index=pd.Index(["x", "y"], name="k"))
+    with dataserve.HTTPDataClient(server.port, "http://127.0.0.1:") as client:
+        assert client.send("/echo", frame).equals(frame)
+    body, _ = encode(frame)
+    (tmp_path / "frame.arrows").write_bytes(body)  # what --output writes of a DataFrame reply
+    assert send(server, "/type", "--arrow", str(tmp_path / "frame.arrows")) == 0
+    assert capsys.readouterr().out == "DataFrame\n"
+
+
+@needs_tables
+def test_arrow_takes_an_arrow_ipc_file_too(
+    server: dataserve.RunningServer, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    table = pa.table({"x": [1.5, 2.5]})
+    with pa.ipc.new_file(tmp_path / "in.arrow", table.schema) as writer:
+        writer.write_table(table)
+    out = tmp_path / "out.arrows"
+    assert send(server, "/echo", "--arrow", str(tmp_path / "in.arrow"), "-o", str(out)) == 0
+    assert pa.ipc.open_stream(out.read_bytes()).read_all().equals(table)
+
+
+@needs_tables
+def test_table_reply_prints_its_rows_columns_and_schema(
+    server: dataserve.RunningServer, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    frame = pd.DataFrame(
+        {"n": [1, 2, 3], "when": pd.to_datetime([0, 1, 2], unit="s", utc=True).as_unit("ms")},
+        index=pd.Index(["a", "b", "c"], name="key"),
+    )
+    body, _ = encode(frame)
+    (tmp_path / "frame.arrows").write_bytes(body)
+    assert send(server, "/echo", "--arrow", str(tmp_path / "frame.arrows")) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "<pandas.DataFrame, 3 rows, 2 columns; use --output PATH to save it as an Arrow stream>",
+        "n: int64",
+        "when: timestamp[ms, tz=UTC]",
+        f"key: {pa.Table.from_pandas(frame).schema.field('key').type} (index)",
+    ]
+
+
+def test_array_and_table_summaries_without_their_library_say_what_to_install(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "numpy", None)
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    show_reply(Reply(200, {"content-type": "application/x-npy"}, b"\x93NUMPY" + bytes(100)), None)
+    show_reply(Reply(200, {"content-type": "application/vnd.apache.arrow.stream"}, bytes(50)), None)
+    assert capsys.readouterr().out.splitlines() == [
+        "<a NumPy array of 106 bytes; install NumPy to see its shape and dtype "
+        "(pip install 'dataserve[numpy]'), or use --output PATH to save it as .npy>",
+        "<an Arrow table of 50 bytes; install pyarrow to see its rows and schema "
+        "(pip install 'dataserve[arrow]'), or use --output PATH to save it as an Arrow stream>",
+    ]
+
+
+@needs_numpy
+@pytest.mark.parametrize(
+    ("option", "content", "fragments"),
+    [
+        ("--npy", b"not an array", ["is not a .npy array dataserve can send", "not a valid .npy array"]),
+        ("--npy", "objects", ["is not a .npy array dataserve can send", "dataserve never unpickles"]),
+        ("--arrow", b"not a table", ["is not an Arrow IPC stream or file"]),
+        ("--arrow", b"ARROW1 truncated", ["is not an Arrow IPC stream or file"]),
+    ],
+    ids=["npy garbage", "npy of objects", "arrow garbage", "arrow file cut"],
+)
+def test_a_file_that_is_not_its_type_prints_one_line_and_exits_1(
+    server: dataserve.RunningServer,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    option: str,
+    content: bytes | str,
+    fragments: list[str],
+) -> None:
+    path = tmp_path / "in.data"
+    if content == "objects":
+        np.save(path, np.array([1, None], dtype=object), allow_pickle=True)
+        path = path.with_suffix(".data.npy")
+    else:
+        assert isinstance(content, bytes)
+        path.write_bytes(content)
+    assert send(server, "/echo", option, str(path)) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert_one_error_line(err, str(path), *fragments)
+
+
 # --- send: errors -------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
     ("args", "fragments"),
     [
-        (["/missing"], ["EchoHandler does not handle the resource '/missing'", "404"]),
+        (["/missing"], ["EchoHandler.handle_request returned None for '/missing', which means", "404"]),
         (["/fail", "3"], ["the handler failed on PUT", "ValueError: cannot handle 3"]),
         (["/set"], ["the handler failed on PUT", "PayloadError: EchoHandler.handle_request returned"]),
         (["/echo", "--text", "\udcff"], ["cannot send this str as UTF-8 text"]),
@@ -273,6 +446,9 @@ def test_send_cannot_write_output_says_why(
     [
         (["send"], "the following arguments are required: RESOURCE"),
         (["send", "/x", "1", "--file", "in.bin"], "give either VALUE or --file, not both"),
+        (["send", "/x", "1", "--npy", "in.npy"], "give either VALUE or --npy, not both"),
+        (["send", "/x", "1", "--arrow", "in.arrows"], "give either VALUE or --arrow, not both"),
+        (["send", "/x", "--npy", "a.npy", "--arrow", "b.arrows"], "not allowed with argument"),
         (["send", "/x", "--json"], "--json needs a VALUE"),
         (["send", "/x", "--text"], "--text needs a VALUE"),
         (["send", "/x", "--json", "{"], "argument --json: VALUE is not valid JSON"),

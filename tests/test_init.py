@@ -23,6 +23,7 @@ def test_public_names_are_exported() -> None:
         [
             "AsyncHTTPDataClient",
             "AuthenticationError",
+            "Codec",
             "DataApp",
             "DataServeError",
             "HTTPDataClient",
@@ -34,6 +35,7 @@ def test_public_names_are_exported() -> None:
             "RunningServer",
             "ServerUnavailable",
             "create_app",
+            "register_codec",
             "run_http_server",
             "serve",
         ]

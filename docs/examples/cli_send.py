@@ -57,4 +57,4 @@ with serve(MyDataHandler, port=0) as server, tempfile.TemporaryDirectory() as tm
     # A failed call prints one line on stderr and exits with status 1.
     result = dataserve("send", "/zdata", "--url", server.url)
     assert result.returncode == 1
-    assert result.stderr.startswith("dataserve: error: MyDataHandler does not handle the resource '/zdata'")
+    assert result.stderr.startswith("dataserve: error: MyDataHandler.handle_request returned None")
