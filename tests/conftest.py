@@ -66,6 +66,14 @@ def start_script(script: Path, *args: str, log: Path | None = None) -> ScriptSer
     return ScriptServer(process, first_line, int(match.group(1)))
 
 
+def run_in_fresh_python(code: str) -> None:
+    """Run ``code`` in a new interpreter that imports this checkout's dataserve; fail the
+    test with its stderr unless it exits 0 (for what a fresh process does or does not import)."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+
+
 def die_with_test() -> None:
     """Popen's ``preexec_fn`` for a server a test starts: the server gets SIGTERM when the test
     process that started it ends, however it ends (Linux), so that no server outlives its test

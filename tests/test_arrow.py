@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from dataserve import HTTPDataClient, HTTPDataHandler, PayloadError, RemoteError, RunningServer, serve
 from dataserve._arrow import KIND_KEY
 from dataserve._codec import ARROW, decode, encode
-from tests.conftest import die_with_test
+from tests.conftest import die_with_test, run_in_fresh_python
 
 pa = pytest.importorskip("pyarrow")
 pd = pytest.importorskip("pandas")
@@ -553,9 +553,7 @@ def test_dataserve_imports_no_table_library() -> None:
         "loaded = {'pyarrow', 'pandas', 'polars'} & set(sys.modules)\n"
         "assert not loaded, f'dataserve imported {loaded}'\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
+    run_in_fresh_python(code)
 
 
 # Tables through a real server

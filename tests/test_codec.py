@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from dataserve import HTTPDataClient, HTTPDataHandler, PayloadError, RemoteError, RunningServer, serve
 from dataserve._codec import BYTES, JSON, NPY, TEXT, decode, encode
-from tests.conftest import die_with_test
+from tests.conftest import die_with_test, run_in_fresh_python
 
 try:
     import numpy as np
@@ -523,9 +523,7 @@ def test_dataserve_does_not_import_numpy() -> None:
         "assert decode(*encode([1, 'a'])) == [1, 'a']\n"
         "assert 'numpy' not in sys.modules, 'dataserve imported numpy'\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
+    run_in_fresh_python(code)
 
 
 # Arrays through a real server.
