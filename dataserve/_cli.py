@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from . import __version__
 from ._app import DEFAULT_MAX_BODY_SIZE
 from ._cli_io import arrow_body, npy_body, read, show, show_reply
 from ._client import DEFAULT_TIMEOUT, HTTPDataClient
@@ -68,6 +69,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
 def _parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     """The ``dataserve`` parser, and that of its ``send`` command."""
     parser = argparse.ArgumentParser(prog="dataserve", description="Serve Python data over HTTP.")
+    parser.add_argument("--version", action="version", version=f"dataserve {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve_parser = commands.add_parser(

@@ -12,7 +12,9 @@ The tree::
 
 from __future__ import annotations
 
+import errno
 import json
+import socket
 
 from ._wire import Reply
 
@@ -27,6 +29,7 @@ __all__ = [
     "error_reply",
     "refused_reply",
     "status_error",
+    "transport_failure",
     "unavailable",
 ]
 
@@ -214,15 +217,47 @@ def unavailable(where: str, exc: BaseException, *, sent: bool, timed_out: bool =
         )
     if sent:
         return ServerUnavailable(
-            f"the connection to {where} broke before the reply came ({type(exc).__name__}: {exc}); "
+            f"the connection to {where} broke before the reply came ({transport_failure(exc)}); "
             "the server may have stopped or restarted",
             may_have_run=True,
         )
     return ServerUnavailable(
-        f"cannot reach a dataserve server at {where} ({type(exc).__name__}: {exc}); "
+        f"cannot reach a dataserve server at {where} ({transport_failure(exc)}); "
         f"check that the server is running and listening at {where}",
         may_have_run=False,
     )
+
+
+_FAILURES = {
+    errno.ECONNREFUSED: "connection refused",
+    errno.ECONNRESET: "connection reset",
+    errno.ECONNABORTED: "connection aborted",
+    errno.EPIPE: "connection closed by the server",
+    errno.ENOENT: "no such socket file",
+    errno.EACCES: "permission denied",
+    errno.EHOSTUNREACH: "host unreachable",
+    errno.ENETUNREACH: "network unreachable",
+    errno.EADDRNOTAVAIL: "address not available",
+}
+
+
+def transport_failure(exc: BaseException) -> str:
+    """The failure under ``exc`` in the words every client lane uses, such as "connection refused".
+
+    The socket lane, httpx and the async client wrap one refused connection in three ways
+    (ConnectionRefusedError, ConnectError, "All connection attempts failed"); the caller reads
+    the same words from each. The root OS error is found along the exceptions' causes.
+    """
+    root: BaseException | None = None
+    seen: BaseException | None = exc
+    while seen is not None and seen is not root:
+        if isinstance(seen, socket.gaierror):
+            return f"cannot resolve the host name: {seen.strerror or seen}"
+        if isinstance(seen, OSError) and seen.errno in _FAILURES:
+            return _FAILURES[seen.errno]
+        root = seen
+        seen = seen.__cause__ or seen.__context__
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _phrase(status: int) -> str:

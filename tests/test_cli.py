@@ -90,6 +90,13 @@ def test_unknown_command_exits_2_with_usage(capsys: pytest.CaptureFixture[str]) 
     assert "usage: dataserve" in capsys.readouterr().err
 
 
+def test_version_prints_the_package_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out == f"dataserve {dataserve.__version__}\n"
+
+
 def test_demo_in_process_returns_0(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo"]) == 0
     assert "client.send('/ydata') -> 2" in capsys.readouterr().out
