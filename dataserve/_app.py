@@ -13,18 +13,21 @@ import asyncio
 import contextlib
 import functools
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from . import _descriptors as descriptors
+from ._access import AccessLog
 from ._buffers import BodyBuffer
 from ._core import DEFAULT_MAX_BODY_SIZE, GONE, CallCore
 from ._drain import Drain
@@ -32,6 +35,9 @@ from ._errors import error_reply
 from ._handler import HTTPDataHandler
 from ._lifecycle import State
 from ._limits import Limits
+from ._metrics import METRICS_PATH, Metrics
+from ._observe import ObserveMiddleware, Observer
+from ._token import refusal
 from ._usercodecs import Codec
 from ._wire import HEALTH_PATH, Reply
 
@@ -53,6 +59,10 @@ def create_app(
     refuse_while_loading: bool = False,
     wait_for_setup: bool = False,
     codecs: Iterable[Codec] | None = None,
+    access_log: bool = False,
+    metrics: bool = False,
+    open_metrics: bool = False,
+    cors_origins: Sequence[str] = (),
 ) -> DataApp:
     """Return the ASGI app that serves ``data_handler`` at every PUT (or POST) path.
 
@@ -73,6 +83,12 @@ def create_app(
     startup as ready (Ray Serve). ``codecs`` carry types of one's own, in payloads and
     replies (see ``dataserve.Codec``), before those the process registered. The app pickles as
     the call that made it, so that such a host can make it again in each of its replicas.
+
+    To see what the server does: with ``access_log`` each call is logged in one line to the
+    ``dataserve.access`` logger, at INFO; with ``metrics`` (prometheus-client installed),
+    ``GET /metrics`` serves Prometheus metrics of the calls, behind the token if there is one
+    unless ``open_metrics``. ``cors_origins`` lists the web origins (such as
+    ``"https://app.example.com"``, or ``"*"``) whose pages may call the server from a browser.
     """
     return DataApp(
         _as_handler(data_handler),
@@ -85,6 +101,10 @@ def create_app(
         refuse_while_loading=refuse_while_loading,
         wait_for_setup=wait_for_setup,
         codecs=codecs,
+        access_log=access_log,
+        metrics=metrics,
+        open_metrics=open_metrics,
+        cors_origins=cors_origins,
         made_from=data_handler,
     )
 
@@ -111,6 +131,10 @@ class DataApp(Starlette):
         refuse_while_loading: bool = False,
         wait_for_setup: bool = False,
         codecs: Iterable[Codec] | None = None,
+        access_log: bool = False,
+        metrics: bool = False,
+        open_metrics: bool = False,
+        cors_origins: Sequence[str] = (),
         made_from: type[HTTPDataHandler] | HTTPDataHandler | None = None,
     ) -> None:
         if drain_timeout < 0:
@@ -142,15 +166,47 @@ class DataApp(Starlette):
                 "refuse_while_loading": refuse_while_loading,
                 "wait_for_setup": wait_for_setup,
                 "codecs": self.core.codecs.own,
+                "access_log": access_log,
+                "metrics": metrics,
+                "open_metrics": open_metrics,
+                "cors_origins": tuple(cors_origins),
             },
         )
-        routes = [
-            Route(HEALTH_PATH, self._health, methods=["GET"]),
-            Route("/{resource:path}", _CallEndpoint(self.core), methods=["PUT", "POST", "HEAD"]),
-        ]
+        self.metrics = Metrics(self.lifecycle) if metrics else None
+        self.open_metrics = open_metrics
+        self.cors_origins = tuple(cors_origins)
+        if access_log or metrics:
+            self.core.observer = Observer(AccessLog() if access_log else None, self.metrics)
+        self.core.cors = bool(self.cors_origins)
+        routes = [Route(HEALTH_PATH, self._health, methods=["GET"])]
+        if self.metrics is not None:
+            routes.append(Route(METRICS_PATH, self._metrics, methods=["GET"]))
+        routes.append(Route("/{resource:path}", _CallEndpoint(self.core), methods=["PUT", "POST", "HEAD"]))
         super().__init__(
-            routes=routes, exception_handlers={HTTPException: _http_error}, lifespan=self._lifespan
+            routes=routes,
+            middleware=self._middleware(),
+            exception_handlers={HTTPException: _http_error},
+            lifespan=self._lifespan,
         )
+
+    def _middleware(self) -> list[Middleware]:
+        """What wraps the routes: the call log and metrics outermost, then CORS."""
+        middleware = []
+        if self.core.observer is not None:
+            quiet = frozenset({HEALTH_PATH, METRICS_PATH})
+            middleware.append(Middleware(ObserveMiddleware, observer=self.core.observer, quiet=quiet))
+        if self.cors_origins:
+            middleware.append(
+                Middleware(
+                    CORSMiddleware,
+                    allow_origins=self.cors_origins,
+                    allow_methods=["PUT", "POST", "GET", "HEAD"],
+                    allow_headers=["authorization", "content-type", "accept"],
+                    expose_headers=["content-type", "content-length", "retry-after"],
+                    max_age=600,
+                )
+            )
+        return middleware
 
     @property
     def lifespan(self) -> Callable[[Any], AbstractAsyncContextManager[None]]:
@@ -180,6 +236,18 @@ class DataApp(Starlette):
             tear_down = await self.core.wind_down()  # calls still open are answered first
             await self.lifecycle.stop(tear_down=tear_down)
             self.core.threads.stop()
+
+    async def _metrics(self, request: Request) -> Response:
+        token = self.core.token
+        if token is not None and not self.open_metrics:
+            refused = refusal(request.headers.get("authorization"), token)
+            if refused is not None:
+                reply = error_reply(401, "unauthorized", refused + " (or start the server with open_metrics)")
+                reply.headers["www-authenticate"] = "Bearer"
+                return _response(reply)
+        assert self.metrics is not None
+        body, content_type = self.metrics.text()
+        return Response(body, headers={"content-type": content_type})
 
     async def _health(self, request: Request) -> Response:
         self.lifecycle.start()

@@ -146,6 +146,31 @@ def _parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         action="store_true",
         help="answer calls that come while setup() runs with 503 at once, instead of making them wait",
     )
+    seen = serve_parser.add_argument_group("observability and browsers (see docs/observability.md)")
+    seen.add_argument(
+        "--access-log",
+        action="store_true",
+        help="log one line per call to standard output: client, method, resource, status, time, bytes",
+    )
+    seen.add_argument(
+        "--metrics",
+        action="store_true",
+        help="serve Prometheus metrics at GET /metrics (needs prometheus-client); behind --token, "
+        "/metrics needs the token too",
+    )
+    seen.add_argument(
+        "--open-metrics",
+        action="store_true",
+        help="serve /metrics without the token, to a scraper that has none (implies --metrics)",
+    )
+    seen.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="let web pages from ORIGIN (such as https://app.example.com, or *) call the server from a "
+        "browser; repeat for more",
+    )
     _add_limits(serve_parser.add_argument_group("limits (see docs/security.md)"))
     serve_parser.add_argument("--ssl-certfile", metavar="PATH", help="serve HTTPS with this certificate")
     serve_parser.add_argument("--ssl-keyfile", metavar="PATH", help="the private key of --ssl-certfile")
@@ -322,6 +347,10 @@ def serve_command(args: argparse.Namespace) -> int:
         limits=Limits(**{field.name: getattr(args, field.name) for field in dataclasses.fields(Limits)}),
         drain_timeout=args.drain_timeout,
         refuse_while_loading=args.refuse_while_loading,
+        access_log=args.access_log,
+        metrics=args.metrics or args.open_metrics,
+        open_metrics=args.open_metrics,
+        cors_origins=args.cors_origin,
         ssl_certfile=args.ssl_certfile,
         ssl_keyfile=args.ssl_keyfile,
     )

@@ -24,6 +24,7 @@ from ._errors import PayloadError, error_reply
 from ._handler import HTTPDataHandler
 from ._lifecycle import Lifecycle, State
 from ._limits import Limits
+from ._observe import Observer
 from ._threads import HandlerThreads
 from ._token import refusal, resolve_token
 from ._usercodecs import Codec, Codecs
@@ -78,6 +79,10 @@ class CallCore:
         self.is_async = inspect.iscoroutinefunction(handler.handle_request)
         self.threads = HandlerThreads(max_concurrency, f"dataserve {self.name}")
         self.admission = Admission(self.name, self.limits.max_queue, self.limits.max_memory)
+        self.observer: Observer | None = None
+        """What each call is told to, the call log and the metrics; None when both are off."""
+        self.cors = False
+        """Whether browser pages may call (CORS): a call from one, with an Origin, goes through the app."""
 
     # Before the body
 

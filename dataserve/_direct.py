@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from ._buffers import BodyBuffer
 from ._core import GONE, CallCore
+from ._observe import GONE_STATUS, Observer
 from ._wire import Reply
 
 if TYPE_CHECKING:
@@ -43,6 +44,7 @@ class DirectCall:
 
     __slots__ = (
         "admitted",
+        "began",
         "body",
         "buffer",
         "content_type",
@@ -50,8 +52,12 @@ class DirectCall:
         "cut_key",
         "disconnected",
         "keep_alive",
+        "length",
         "message_event",
+        "method",
+        "observer",
         "path",
+        "peer",
         "pieces",
         "protocol",
         "received",
@@ -86,6 +92,35 @@ class DirectCall:
         self.response_complete = False
         self.disconnected = False
         self.message_event = _NO_EVENT
+        self.observer: Observer | None = None
+        self.began = 0.0
+        self.method = ""
+        self.length = 0
+        self.peer = ""
+
+    def observe(self, observer: Observer, method: str, length: int, peer: str) -> None:
+        """Tell ``observer`` of this call, now that its head is read, and of its end."""
+        self.observer = observer
+        self.began = observer.begin()
+        self.method = method
+        self.length = length
+        self.peer = peer
+
+    def _observed(self, status: int, bytes_out: int) -> None:
+        observer = self.observer
+        if observer is not None:
+            self.observer = None  # told once
+            observer.end(self.began, self.peer, self.method, self.path, status, self.length, bytes_out)
+
+    def lost(self) -> None:
+        """The connection is gone before the call was answered: it gives back what it holds now,
+        or, if the handler is at it, once its reply is made."""
+        if self.response_complete:
+            return
+        if not self.submitted or self.refused is not None:
+            self.response_complete = True
+            self.end()
+            self._observed(GONE_STATUS, 0)
 
     def gone(self) -> bool:
         """Whether the caller has gone, so that the handler need not take the call."""
@@ -118,7 +153,7 @@ class DirectCall:
 
     def result(self, reply: Reply) -> None:
         """The call's reply is made: write it now if it is the call's turn, else at its turn."""
-        if self.started or reply is GONE:
+        if self.started or reply is GONE or self.protocol.lost:
             self._write(reply)
         else:
             self.result_reply = reply
@@ -168,7 +203,9 @@ class DirectCall:
         self.end()
         protocol = self.protocol
         if reply is GONE or self.disconnected or protocol.transport.is_closing():
+            self._observed(GONE_STATUS, 0)
             return
+        self._observed(reply.status, len(reply.body))
         if self.core.closing and not protocol.pipeline:  # the last call read closes the connection
             self.keep_alive = False
         protocol.write_reply(reply, self.keep_alive)

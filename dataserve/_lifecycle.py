@@ -9,6 +9,7 @@ import inspect
 import logging
 import os
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -57,11 +58,28 @@ class Lifecycle:
         self.handler = handler
         self.name = type(handler).__name__
         self.on_failure = on_failure or _exit_process
-        self.state = State.IDLE
+        self._state = State.IDLE
         self.error: BaseException | None = None
+        self.setup_seconds: float | None = None
+        """How long ``setup()`` took, once it has finished."""
+        self.listeners: list[Callable[[State], None]] = []
+        """Told each new state, on the event loop (metrics follow readiness so)."""
         self._settled: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._tear_down = True
+
+    @property
+    def state(self) -> State:
+        """Where the handler is: idle, starting (in ``setup()``), ready, stopping, stopped or failed."""
+        return self._state
+
+    @state.setter
+    def state(self, state: State) -> None:
+        changed = state is not self._state
+        self._state = state
+        if changed:
+            for listener in self.listeners:
+                listener(state)
 
     def start(self) -> None:
         """Begin ``setup()`` in the background; only the first call in a process does anything."""
@@ -69,6 +87,7 @@ class Lifecycle:
             return
         self._settled = asyncio.Event()
         if type(self.handler).setup is HTTPDataHandler.setup:
+            self.setup_seconds = 0.0
             self._settle(State.READY)
         else:
             self.state = State.STARTING
@@ -107,6 +126,7 @@ class Lifecycle:
 
     async def _live(self) -> None:
         if self.state is State.STARTING:
+            began = time.perf_counter()
             try:
                 await _call(self.handler.setup)
             except Exception as exc:
@@ -118,6 +138,7 @@ class Lifecycle:
             except asyncio.CancelledError:
                 self._settle(State.STOPPED)
                 raise
+            self.setup_seconds = time.perf_counter() - began
             self._settle(State.READY)
         try:
             await asyncio.Event().wait()

@@ -34,6 +34,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol, RequestResponseCycle
 from uvicorn.server import ServerState
 
+from ._access import peer
 from ._app import DataApp
 from ._buffers import BodyBuffer
 from ._core import CallCore
@@ -176,6 +177,9 @@ class HTTPProtocol(HttpToolsProtocol):
         if self._into is not None:
             self._into.end()
             self._into = None
+        for cycle in [self.cycle, *(cycle for cycle, _ in self.pipeline)]:
+            if isinstance(cycle, DirectCall):
+                cycle.lost()
         if self._runner is not None and self._runner.pending:
             # The handler is still at the calls of a client that has gone: a stop waits for them too.
             task = self.loop.create_task(self._runner.finished())
@@ -348,11 +352,15 @@ class HTTPProtocol(HttpToolsProtocol):
                 return None
             elif name == b"content-type" and content_type is None:
                 content_type = value.decode("latin-1")
+            elif name == b"origin" and core.cors:
+                return None  # a browser's call: the app's CORS middleware answers it
         path = httptools.parse_url(self.url).path.decode("ascii")
         if "%" in path:
             path = unquote(path)
         keep_alive = parser.get_http_version() != "1.0" and parser.should_keep_alive()
         call = DirectCall(self, core, path, content_type, keep_alive)
+        if core.observer is not None:
+            call.observe(core.observer, parser.get_method().decode("ascii"), length, peer(self.client))
         refused = core.refusal(path, self.headers, length) or core.admit(length)
         if refused is not None:
             call.refused = refused

@@ -10,7 +10,7 @@ import os
 import ssl
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias, cast
 
@@ -18,6 +18,7 @@ import uvicorn
 import uvicorn.config
 
 from . import _descriptors as descriptors
+from ._access import ACCESS_LOGGER
 from ._app import DEFAULT_MAX_BODY_SIZE, DataApp, create_app
 from ._errors import DataServeError
 from ._handler import HTTPDataHandler, import_handler
@@ -52,6 +53,10 @@ def run_http_server(
     drain_timeout: float = 0,
     refuse_while_loading: bool = False,
     codecs: Iterable[Codec] | None = None,
+    access_log: bool = False,
+    metrics: bool = False,
+    open_metrics: bool = False,
+    cors_origins: Sequence[str] = (),
     ssl_certfile: str | os.PathLike[str] | None = None,
     ssl_keyfile: str | os.PathLike[str] | None = None,
     keep_alive_timeout: int = 30,
@@ -72,8 +77,9 @@ def run_http_server(
     path such as ``"mymodule:MyHandler"``. On Ctrl-C or SIGTERM, the health check says
     "stopping" while calls are still served for ``drain_timeout`` seconds (none by default),
     then calls under way get ``shutdown_timeout`` seconds to finish. Raises DataServeError if
-    the port is taken or the handler's ``setup()`` fails. See ``create_app`` for the other
-    options.
+    the port is taken or the handler's ``setup()`` fails. With ``access_log`` each call is
+    logged in one line (to standard output, through the ``dataserve.access`` logger); see
+    ``create_app`` for ``metrics``, ``cors_origins`` and the other options.
     """
     if workers < 1:
         raise ValueError(f"workers must be 1 or more, not {workers}")
@@ -91,6 +97,10 @@ def run_http_server(
         drain_timeout,
         refuse_while_loading,
         tuple(codecs or ()),
+        access_log=access_log,
+        metrics=metrics,
+        open_metrics=open_metrics,
+        cors_origins=tuple(cors_origins),
     )
     options = _ServerOptions(log_level, ssl_certfile, ssl_keyfile, keep_alive_timeout, shutdown_timeout)
     name = _name(data_handler)
@@ -142,6 +152,10 @@ def serve(
     drain_timeout: float = 0,
     refuse_while_loading: bool = False,
     codecs: Iterable[Codec] | None = None,
+    access_log: bool = False,
+    metrics: bool = False,
+    open_metrics: bool = False,
+    cors_origins: Sequence[str] = (),
     ssl_certfile: str | os.PathLike[str] | None = None,
     ssl_keyfile: str | os.PathLike[str] | None = None,
     keep_alive_timeout: int = 30,
@@ -168,6 +182,10 @@ def serve(
         drain_timeout,
         refuse_while_loading,
         tuple(codecs or ()),
+        access_log=access_log,
+        metrics=metrics,
+        open_metrics=open_metrics,
+        cors_origins=tuple(cors_origins),
     )
     options = _ServerOptions(log_level, ssl_certfile, ssl_keyfile, keep_alive_timeout, shutdown_timeout)
     with listen(host, None if uds is not None and port == 0 else port, uds, options.tls) as listening:
@@ -231,6 +249,17 @@ class _ServerOptions:
         """uvicorn's configuration, logging handler failures as uvicorn logs."""
         log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
         log_config["loggers"]["dataserve"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+        log_config["formatters"]["dataserve.access"] = {"format": "%(asctime)s %(message)s"}
+        log_config["handlers"]["dataserve.access"] = {
+            "formatter": "dataserve.access",
+            "class": "logging.StreamHandler",
+            "stream": "ext://sys.stdout",
+        }
+        log_config["loggers"][ACCESS_LOGGER] = {
+            "handlers": ["dataserve.access"],
+            "level": "INFO",
+            "propagate": False,
+        }
         return uvicorn.Config(
             app,
             log_level=self.log_level,

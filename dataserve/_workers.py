@@ -27,6 +27,7 @@ from ._errors import DataServeError
 from ._handler import import_handler
 from ._lifecycle import STARTUP_FAILURE
 from ._limits import Limits
+from ._metrics import require_prometheus, shared_metrics, worker_gone
 from ._token import TOKEN_ENV
 from ._usercodecs import Codec
 
@@ -50,6 +51,14 @@ class AppOptions:
     drain_timeout: float = 0
     refuse_while_loading: bool = False
     codecs: tuple[Codec, ...] = ()
+    access_log: bool = False
+    metrics: bool = False
+    open_metrics: bool = False
+    cors_origins: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.metrics:
+            require_prometheus()  # here, in one line, rather than in every worker
 
     def kwargs(self) -> dict[str, Any]:
         """The options as ``create_app``'s keyword arguments."""
@@ -75,7 +84,8 @@ def run_workers(target: str, sock: socket.socket, workers: int, options: AppOpti
     # already, is out of it while workers start, and back once they are all gone.
     token = os.environ.pop(TOKEN_ENV, None)
     try:
-        supervisor.run()
+        with shared_metrics(options.metrics):
+            supervisor.run()
     finally:
         if token is not None:
             os.environ[TOKEN_ENV] = token
@@ -108,6 +118,8 @@ class _Supervisor(Multiprocess):
             logger.warning(
                 "dataserve: worker process %s %s; started %s in its place", old.pid, how, process.pid
             )
+            if old.pid is not None:
+                worker_gone(old.pid)
 
 
 def _die_with(supervisor: int) -> None:
