@@ -205,10 +205,10 @@ class DirectCall:
         if reply is GONE or self.disconnected or protocol.transport.is_closing():
             self._observed(GONE_STATUS, 0)
             return
-        self._observed(reply.status, len(reply.body))
         if self.core.closing and not protocol.pipeline:  # the last call read closes the connection
             self.keep_alive = False
         protocol.write_reply(reply, self.keep_alive)
+        self._observed(reply.status, len(reply.body))
         if not self.keep_alive:
             protocol.transport.close()
         protocol.response_done()

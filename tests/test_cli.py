@@ -745,6 +745,56 @@ def test_serve_workers_answer_from_separate_processes(
     assert status == 0, err
 
 
+def test_serve_access_log_prints_a_line_per_call_with_its_time(
+    serving: list[ServeProcess], capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = ServeProcess("tests.cli_handlers:PidHandler", "--access-log")
+    serving.append(server)
+    server.send(capsys, "/echo", "hello")
+    status, out, err = server.interrupt()
+    assert status == 0, err
+    lines = [line for line in out.splitlines() if '"PUT /echo"' in line]
+    assert len(lines) == 1, out
+    assert re.fullmatch(
+        r'\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} 127\.0\.0\.1:\d+ "PUT /echo" 200 \d+\.\d\d ms in=5 out=5',
+        lines[0],
+    ), lines[0]
+
+
+def test_serve_metrics_with_workers_count_the_calls_of_every_worker(
+    serving: list[ServeProcess], capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("prometheus_client")
+    server = ServeProcess("tests.cli_handlers:PidHandler", "--workers", "2", "--metrics")
+    serving.append(server)
+    assert len(worker_pids(server.port)) == 2  # both workers are up, and have answered calls
+
+    def scrape() -> dict[str, float]:
+        with socket.create_connection(
+            ("127.0.0.1", server.port), timeout=TIMEOUT
+        ) as sock:  # a new connection
+            sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            reply = b"".join(iter(lambda: sock.recv(65536), b""))
+        text = reply.split(b"\r\n\r\n", 1)[1].decode()
+        found = dict.fromkeys(["calls", "ready"], 0.0)
+        for line in text.splitlines():
+            if line.startswith("dataserve_calls_total{"):
+                found["calls"] += float(line.rsplit(" ", 1)[1])
+            elif line.startswith("dataserve_ready "):
+                found["ready"] = float(line.rsplit(" ", 1)[1])
+        return found
+
+    before = scrape()
+    assert before["ready"] == 2
+    for _ in range(20):  # fresh connections, which the two workers share
+        with dataserve.HTTPDataClient(server.port, "http://127.0.0.1:", timeout=TIMEOUT) as client:
+            client.send("/pid")
+    after = [scrape() for _ in range(4)]  # whichever worker answers, it counts them all
+    assert [scraped["calls"] - before["calls"] for scraped in after] == [20] * 4
+    status, _, err = server.interrupt()
+    assert status == 0, err
+
+
 def test_serve_debug_sends_the_handler_traceback_to_send(
     serving: list[ServeProcess], capsys: pytest.CaptureFixture[str]
 ) -> None:
