@@ -115,9 +115,9 @@ def test_metrics_need_the_token_of_a_server_that_has_one(metered: dataserve.Runn
 def test_open_metrics_serves_them_without_the_token(server_lane: str) -> None:
     with dataserve.serve(EchoHandler, port=0, metrics=True, open_metrics=True, token=TOKEN) as running:
         assert ("dataserve_ready", ()) in scrape(running.url, token=None)
-        with dataserve.HTTPDataClient(running.port, "http://127.0.0.1:", timeout=30) as client:
-            with pytest.raises(dataserve.AuthenticationError):
-                client.send("/x", 1)  # calls still need it
+        client = dataserve.HTTPDataClient(running.port, "http://127.0.0.1:", timeout=30)
+        with client, pytest.raises(dataserve.AuthenticationError):
+            client.send("/x", 1)  # calls still need it
 
 
 def test_without_metrics_the_path_is_a_resource_like_any_other(server: dataserve.RunningServer) -> None:
