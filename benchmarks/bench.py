@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 import report
 from clients import SMALL, Address, Bench, ClientPool, connect
-from report import MiB, Pair, Results
+from report import MiB, Observed, Pair, Results
 from servers import PROXY_NAME, XDATA, ServerProcess, mixed_frame, start_dataserve, start_proxy
 
 import dataserve
@@ -123,6 +123,10 @@ class Servers:
     proxy: ServerProcess
     proxy_unix: ServerProcess
     """The ProxyServer on a Unix socket."""
+    logged: ServerProcess
+    """dataserve with a plain handler and ``--access-log``, its lines written to a file."""
+    metered: ServerProcess
+    """dataserve with a plain handler and ``--metrics``."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -145,6 +149,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             partial(start_dataserve, WORKERS, args.max_concurrency, "BenchAsyncHandler"),
             start_proxy,
             partial(start_proxy, str(sockets / "proxy.sock")),
+            partial(start_dataserve, 1, args.max_concurrency, options=["--access-log"], log=sockets / "log"),
+            partial(start_dataserve, 1, args.max_concurrency, options=["--metrics"]),
         ):
             started.append(start())
             stack.callback(started[-1].stop)
@@ -196,6 +202,13 @@ def measure(plan: Plan, servers: Servers, pool: ClientPool) -> Results:
     async_p50, _ = small_call_latency(plan, [asynchronous, proxy])
     uds_p50, _ = small_call_latency(plan, [unix, proxy_unix])
     uds_async_p50, _ = small_call_latency(plan, [unix_async, proxy_unix])
+    logged, metered = (
+        connect("dataserve", servers.logged.address),
+        connect("dataserve", servers.metered.address),
+    )
+    check(logged)
+    check(metered)
+    seen = observed_latency(plan, plain, logged, metered, proxy)
     pair = [servers.plain, servers.proxy]
     round_trips = {size: bytes_round_trip(plan, size, [plain, proxy], pair) for size in plan.byte_sizes}
     array_rate = {size: array_round_trip(plan, size, [plain, proxy]) for size in plan.array_sizes}
@@ -210,6 +223,7 @@ def measure(plan: Plan, servers: Servers, pool: ClientPool) -> Results:
         async_p50,
         uds_p50,
         uds_async_p50,
+        seen,
         bytes_rate,
         array_rate,
         plan.frame_rows,
@@ -270,6 +284,12 @@ def short_program(plan: Plan, dataserve_port: Address, proxy_port: Address) -> P
 
 def small_call_latency(plan: Plan, benches: Sequence[Bench]) -> tuple[Pair, Pair]:
     """The p50 and p99 of a small call's time, in microseconds."""
+    p50, p99 = latency_quantiles(plan, benches)
+    return Pair(*p50), Pair(*p99)
+
+
+def latency_quantiles(plan: Plan, benches: Sequence[Bench]) -> tuple[list[float], list[float]]:
+    """The p50 and p99 of a small call's time on each of ``benches``, in microseconds, interleaved."""
 
     def latencies(bench: Bench) -> list[float]:
         times = []
@@ -282,7 +302,14 @@ def small_call_latency(plan: Plan, benches: Sequence[Bench]) -> tuple[Pair, Pair
     rounds = interleaved(plan.rounds, [partial(latencies, bench) for bench in benches])
     p50 = [statistics.median(statistics.median(times) for times in server) for server in rounds]
     p99 = [statistics.median(statistics.quantiles(times, n=100)[98] for times in server) for server in rounds]
-    return Pair(*p50), Pair(*p99)
+    return p50, p99
+
+
+def observed_latency(plan: Plan, plain: Bench, logged: Bench, metered: Bench, proxy: Bench) -> Observed:
+    """The small call p50 of dataserve plain, with its call log and with its metrics, and of the
+    ProxyServer, in one interleaved run: each one's cost is its difference from the plain p50."""
+    p50, _ = latency_quantiles(plan, [plain, logged, metered, proxy])
+    return Observed(*p50)
 
 
 def bytes_round_trip(

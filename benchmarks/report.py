@@ -62,6 +62,16 @@ class Pair:
 
 
 @dataclass(frozen=True)
+class Observed:
+    """Microseconds per small call (p50) with the call log and the metrics on, in one interleaved run."""
+
+    plain: float
+    access_log: float
+    metrics: float
+    proxy: float
+
+
+@dataclass(frozen=True)
 class Results:
     """Everything the benchmark measures."""
 
@@ -76,6 +86,8 @@ class Results:
     """Microseconds per small call over a Unix socket, plain handler (each server on its own socket)."""
     uds_async_p50: Pair
     """The same with an ``async def`` handler."""
+    observed: Observed
+    """Small calls with ``--access-log`` and with ``--metrics``, beside plain ones."""
     bytes_rate: dict[int, Pair]
     """MB/s of a bytes round trip, by payload size in bytes."""
     array_rate: dict[int, Pair]
@@ -140,6 +152,10 @@ def rows(results: Results) -> list[Row]:
         _row("Small call p50, Unix socket, plain handler (µs)", results.uds_p50, Target("<=", 1.5)),
         _row("Small call p50, Unix socket, `async def` (µs)", results.uds_async_p50, Target("<=", 1.5)),
     ]
+    seen = results.observed
+    for option, p50 in (("--access-log", seen.access_log), ("--metrics", seen.metrics)):
+        label = f"Small call p50, `{option}`: {p50 - seen.plain:+.0f} µs on plain's {seen.plain:.0f} (µs)"
+        table.append(_row(label, Pair(p50, seen.proxy)))
     for size, pair in results.bytes_rate.items():
         table.append(_row(f"Bytes round trip, {size_label(size)} (MB/s)", pair, BYTES_TARGETS.get(size)))
     for elements, pair in results.array_rate.items():

@@ -13,6 +13,8 @@ import signal
 import subprocess
 import sys
 import threading
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -153,14 +155,20 @@ class ServerProcess:
 
 
 def start_dataserve(
-    workers: int, max_concurrency: int, handler: str = "BenchHandler", uds: str | None = None
+    workers: int,
+    max_concurrency: int,
+    handler: str = "BenchHandler",
+    uds: str | None = None,
+    options: Sequence[str] = (),
+    log: Path | None = None,
 ) -> ServerProcess:
-    """Serve ``handler`` with ``workers`` processes, as ``dataserve serve`` does, on a port or ``uds``."""
+    """Serve ``handler`` with ``workers`` processes, as ``dataserve serve`` does, on a port or ``uds``,
+    with more ``options`` (such as ``--access-log``); with ``log``, its standard output goes to that file."""
     command = ["-m", "dataserve", "serve", f"servers:{handler}", "--workers", str(workers)]
-    command += ["--max-concurrency", str(max_concurrency)]
+    command += ["--max-concurrency", str(max_concurrency), *options]
     command += ["--port", "0"] if uds is None else ["--uds", uds]
-    name = f"dataserve {handler}, {workers} worker{'s' if workers > 1 else ''}"
-    return _start(name, "dataserve", command)
+    name = f"dataserve {handler}, {workers} worker{'s' if workers > 1 else ''} {' '.join(options)}".strip()
+    return _start(name, "dataserve", command, log)
 
 
 def start_proxy(uds: str | None = None) -> ServerProcess:
@@ -168,11 +176,20 @@ def start_proxy(uds: str | None = None) -> ServerProcess:
     return _start("ProxyServer", "proxy", [str(HERE / "servers.py"), *([] if uds is None else [uds])])
 
 
-def _start(name: str, kind: str, arguments: list[str]) -> ServerProcess:
-    """Start ``python arguments`` in this directory; where it listens is on the first line it prints."""
-    process = subprocess.Popen([sys.executable, *arguments], cwd=HERE, stdout=subprocess.PIPE, text=True)
-    assert process.stdout is not None
-    line = process.stdout.readline()
+def _start(name: str, kind: str, arguments: list[str], log: Path | None = None) -> ServerProcess:
+    """Start ``python arguments`` in this directory; where it listens is on the first line it prints.
+
+    Its standard output is a pipe read for that line only, or the file ``log`` for a server that
+    prints a line per call (a pipe nobody reads would fill, and block it).
+    """
+    if log is None:
+        process = subprocess.Popen([sys.executable, *arguments], cwd=HERE, stdout=subprocess.PIPE, text=True)
+        assert process.stdout is not None
+        line = process.stdout.readline()
+    else:
+        with log.open("w") as out:
+            process = subprocess.Popen([sys.executable, *arguments], cwd=HERE, stdout=out, text=True)
+        line = _first_line(log, process)
     found = re.search(r"127\.0\.0\.1:(\d+)|unix socket (\S+)", line)
     if found is None:
         process.kill()
@@ -180,6 +197,17 @@ def _start(name: str, kind: str, arguments: list[str]) -> ServerProcess:
         raise RuntimeError(f"{name} did not start (it printed {line!r}); see its errors above")
     address: int | str = int(found.group(1)) if found.group(1) else found.group(2)
     return ServerProcess(name, kind, process, address)
+
+
+def _first_line(log: Path, process: subprocess.Popen[str]) -> str:
+    """The first line ``process`` writes to the file ``log``, once it is there (or "" if it exits first)."""
+    deadline = time.monotonic() + STOP_TIMEOUT * 6
+    while time.monotonic() < deadline and process.poll() is None:
+        text = log.read_text()
+        if "\n" in text:
+            return text.partition("\n")[0]
+        time.sleep(0.02)
+    return ""
 
 
 def _children(parent: int) -> list[int]:

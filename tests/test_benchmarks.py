@@ -18,7 +18,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 ROWS = {
     "Short program": 1,
-    "Small call p50": 4,
+    "Small call p50": 6,
     "Small call p99": 1,
     "Bytes round trip": 3,
     "float64 array returned": 2,
