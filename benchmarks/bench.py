@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from importlib import metadata
@@ -137,8 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sockets = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="dataserve-bench-")))
         pool = ClientPool(max(plan.clients))
         stack.callback(pool.close)
-        started = []
-        for start in (
+        starts = (
             partial(start_dataserve, 1, args.max_concurrency),
             partial(start_dataserve, 1, args.max_concurrency, "BenchAsyncHandler"),
             partial(start_dataserve, 1, args.max_concurrency, uds=str(sockets / "dataserve.sock")),
@@ -151,9 +151,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             partial(start_proxy, str(sockets / "proxy.sock")),
             partial(start_dataserve, 1, args.max_concurrency, options=["--access-log"], log=sockets / "log"),
             partial(start_dataserve, 1, args.max_concurrency, options=["--metrics"]),
-        ):
-            started.append(start())
-            stack.callback(started[-1].stop)
+        )
+        with ThreadPoolExecutor(len(starts)) as starting:  # at once: each waits for its server's first line
+            futures = [starting.submit(start) for start in starts]
+        for future in futures:  # every server that started is stopped, even if another did not start
+            if future.exception() is None:
+                stack.callback(future.result().stop)
+        started = [future.result() for future in futures]
         results = measure(plan, Servers(*started), pool)
     markdown = report.table(report.rows(results), WORKERS)
     print(markdown)
