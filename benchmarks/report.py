@@ -36,8 +36,8 @@ round, and each number below is the median over the rounds.
 From the repository root:
 
 ```bash
-nox -s bench                          # installs dataserve[bench] and runs the full benchmark
-python benchmarks/bench.py            # the same, with dataserve[bench] installed (a few minutes)
+nox -s bench                          # installs this checkout with [bench] and runs the full benchmark
+python benchmarks/bench.py            # the same, after pip install '.[bench]' (a few minutes)
 python benchmarks/bench.py --quick    # tiny sizes and few rounds: checks that it runs
 python benchmarks/bench.py --no-docs  # prints the table and writes nothing
 ```
