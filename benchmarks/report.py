@@ -16,6 +16,12 @@ IMAGE = "img/benchmarks.png"
 """Where the chart goes, relative to the page."""
 
 PAGE = f"""\
+---
+# The results table has five columns: give it the width of the table of contents.
+hide:
+  - toc
+---
+
 # Benchmarks
 
 How dataserve compares with the pickle-based [ProxyServer](proxy.md) it replaces. Both
