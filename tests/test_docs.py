@@ -27,6 +27,8 @@ _VARYING = [
     (re.compile(re.escape(str(Path.home())) + r"(?=/)"), "~"),
     # The line of CPython's _ssl.c that raised, which differs between Python versions.
     (re.compile(r"\(_ssl\.c:\d+\)"), "(_ssl.c:NNNN)"),
+    # How long a call the log names has run.
+    (re.compile(r"\(\d+\.\d+ s\)"), "(N.N s)"),
 ]
 """What differs from one run of an example to the next, and the placeholder the .out files hold."""
 
@@ -71,22 +73,35 @@ def test_example_runs(example: Path) -> None:
     assert result.returncode == 0, (
         f"{example.name} exited with {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
     )
-    shown = example.with_suffix(".out")
-    if not shown.exists():
-        return
-    printed = normalise(result.stdout)
-    if os.environ.get(UPDATE_ENV) == "1":
-        shown.write_text(printed, encoding="utf-8")
-    assert printed == shown.read_text(encoding="utf-8"), (
-        f"{example.name} no longer prints what its page shows ({shown.relative_to(ROOT)}); if the "
-        f"new output is right, rewrite the .out files with {UPDATE_ENV}=1 and check the diff.\n"
-        f"stdout:\n{printed}\nstderr:\n{result.stderr}"
+    update = os.environ.get(UPDATE_ENV) == "1"
+    hint = (
+        f"if the new output is right, rewrite the .out and .log files with {UPDATE_ENV}=1 and check the diff"
     )
+    shown = example.with_suffix(".out")
+    if shown.exists():
+        printed = normalise(result.stdout)
+        if update:
+            shown.write_text(printed, encoding="utf-8")
+        assert printed == shown.read_text(encoding="utf-8"), (
+            f"{example.name} no longer prints what its page shows ({shown.relative_to(ROOT)}); {hint}.\n"
+            f"stdout:\n{printed}\nstderr:\n{result.stderr}"
+        )
+    # The server's log lines a page shows: WARNING lines of the example's stderr, in their order.
+    log = example.with_suffix(".log")
+    if log.exists():
+        logged = normalise(result.stderr).splitlines()
+        if update:
+            log.write_text("".join(f"{line}\n" for line in logged if line.startswith("WARNING:")))
+        lines = iter(logged)
+        missing = [line for line in log.read_text(encoding="utf-8").splitlines() if line not in lines]
+        assert not missing, f"{example.name} no longer logs {missing}; {hint}.\nstderr:\n{result.stderr}"
 
 
 def test_each_shown_output_is_on_a_page() -> None:
     pages = "".join(page.read_text(encoding="utf-8") for page in (ROOT / "docs").glob("*.md"))
-    for shown in sorted((ROOT / "docs" / "examples").glob("*.out")):
+    for shown in sorted(
+        [*(ROOT / "docs" / "examples").glob("*.out"), *(ROOT / "docs" / "examples").glob("*.log")]
+    ):
         assert shown.with_suffix(".py").exists(), f"{shown.name} has no example that prints it"
         assert f'--8<-- "examples/{shown.name}"' in pages, f"no page includes {shown.name}"
 

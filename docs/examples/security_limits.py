@@ -39,9 +39,11 @@ with serve(Model, port=0, limits=limits) as server, HTTPDataClient(address=serve
 
     with ThreadPoolExecutor(5) as callers:
         replies = list(callers.map(call, range(5)))
-    print("five callers at once:", [type(r).__name__ if isinstance(r, Exception) else r for r in replies])
     refused = [reply for reply in replies if isinstance(reply, ServerUnavailable)]
+    # At most 1 running and 2 waiting: 2 refused, as a rule.
     assert refused
+    assert len(refused) < 5
+    print("five callers at once: some answered, the others refused")
     print("ServerUnavailable:", refused[0])
 
     # A connection that sends no whole request head within head_timeout is closed with 408.
