@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import shutil
@@ -62,6 +63,45 @@ def _run(args: list[str], timeout: float, cwd: Path = ROOT) -> subprocess.Comple
 
 def test_examples_exist() -> None:
     assert EXAMPLES, f"no examples in {ROOT / 'docs' / 'examples'}"
+
+
+OPTIONAL = {"numpy", "pandas", "polars", "pyarrow", "fastapi", "trustme", "matplotlib"}
+"""Packages dataserve does not install: an example that imports one says so, first thing."""
+
+
+@pytest.mark.parametrize(
+    "example", sorted((ROOT / "docs" / "examples").rglob("*.py")), ids=lambda path: path.name
+)
+def test_example_says_what_it_needs(example: Path) -> None:
+    tree = ast.parse(example.read_text(encoding="utf-8"))
+    imported = {
+        alias.name.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    }
+    imported |= {
+        node.module.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module
+    }
+    needed = imported & OPTIONAL
+    if not needed:
+        return
+    docstring = ast.get_docstring(tree) or ""
+    assert docstring.startswith("Needs "), (
+        f"{example.name} imports {sorted(needed)}: its docstring should start 'Needs ...'"
+    )
+    if example.parent.name == "examples":  # one that runs: it says what to install, not a traceback
+        guarded = [
+            node
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Try)
+            and any(isinstance(h.type, ast.Name) and h.type.id == "ImportError" for h in node.handlers)
+        ]
+        assert guarded, (
+            f"{example.name} should catch the ImportError of {sorted(needed)} and say what to install"
+        )
 
 
 @pytest.mark.usefixtures("server_lane")  # each example runs on both of the servers' lanes

@@ -1,10 +1,16 @@
-"""Limits: a server that takes less than the defaults, and what its callers hear past each."""
+"""Needs NumPy: pip install '.[numpy]' (from the dataserve checkout).
+
+Limits: a server that takes less than the defaults, and what its callers hear past each."""
 
 import socket
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
+try:
+    import numpy as np
+except ImportError:
+    sys.exit("this example needs NumPy: pip install numpy (or '.[numpy]' from the dataserve checkout)")
 
 from dataserve import HTTPDataClient, HTTPDataHandler, Limits, PayloadError, ServerUnavailable, serve
 
