@@ -34,6 +34,10 @@ _VARYING = [
 """What differs from one run of an example to the next, and the placeholder the .out files hold."""
 
 
+_WARNING = re.compile(r"WARNING:|dataserve[\w ]*: warning:")
+"""The lines of an example's stderr that its .log holds (uvicorn's and dataserve's own warnings)."""
+
+
 def normalise(output: str) -> str:
     """``output`` with what varies per run (ports, temporary paths, the home folder) as placeholders."""
     for pattern, placeholder in _VARYING:
@@ -48,6 +52,7 @@ def _env() -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env["PYTHONHASHSEED"] = "0"
     env.pop(UPDATE_ENV, None)
+    env.pop("XDG_RUNTIME_DIR", None)  # the proxy server's key file is then under ~/.cache, as shown
     return env
 
 
@@ -126,12 +131,12 @@ def test_example_runs(example: Path) -> None:
             f"{example.name} no longer prints what its page shows ({shown.relative_to(ROOT)}); {hint}.\n"
             f"stdout:\n{printed}\nstderr:\n{result.stderr}"
         )
-    # The server's log lines a page shows: WARNING lines of the example's stderr, in their order.
+    # The warnings a page shows: lines of the example's stderr, in their order.
     log = example.with_suffix(".log")
     if log.exists():
         logged = normalise(result.stderr).splitlines()
         if update:
-            log.write_text("".join(f"{line}\n" for line in logged if line.startswith("WARNING:")))
+            log.write_text("".join(f"{line}\n" for line in logged if _WARNING.match(line)))
         lines = iter(logged)
         missing = [line for line in log.read_text(encoding="utf-8").splitlines() if line not in lines]
         assert not missing, f"{example.name} no longer logs {missing}; {hint}.\nstderr:\n{result.stderr}"
