@@ -148,8 +148,13 @@ def test_each_shown_output_is_on_a_page() -> None:
         [*(ROOT / "docs" / "examples").glob("*.out"), *(ROOT / "docs" / "examples").glob("*.log")]
     ):
         assert shown.with_suffix(".py").exists(), f"{shown.name} has no example that prints it"
-        included = re.search(rf'--8<-- "examples/{re.escape(shown.name)}(:[\w-]+)?"', pages)
+        included = re.search(rf'--8<-- "examples/{re.escape(shown.name)}(:[\w:-]+)?"', pages)
         assert included, f"no page includes {shown.name}"
+    # A page that shows some lines of an output names lines that are there.
+    for name, first, last in re.findall(r'--8<-- "examples/([\w.]+):(\d+):(\d+)"', pages):
+        lines = (ROOT / "docs" / "examples" / name).read_text(encoding="utf-8").splitlines()
+        assert 1 <= int(first) <= int(last) <= len(lines), f"{name} has no lines {first} to {last}"
+        assert all(lines[int(first) - 1 : int(last)]), f"lines {first} to {last} of {name} are blank"
 
 
 @pytest.fixture(scope="module")
