@@ -74,39 +74,35 @@ OPTIONAL = {"numpy", "pandas", "polars", "pyarrow", "fastapi", "trustme", "matpl
 """Packages dataserve does not install: an example that imports one says so, first thing."""
 
 
-@pytest.mark.parametrize(
-    "example", sorted((ROOT / "docs" / "examples").rglob("*.py")), ids=lambda path: path.name
-)
-def test_example_says_what_it_needs(example: Path) -> None:
-    tree = ast.parse(example.read_text(encoding="utf-8"))
-    imported = {
-        alias.name.split(".")[0]
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Import)
-        for alias in node.names
-    }
-    imported |= {
-        node.module.split(".")[0]
-        for node in ast.walk(tree)
-        if isinstance(node, ast.ImportFrom) and node.module
-    }
-    needed = imported & OPTIONAL
-    if not needed:
-        return
-    docstring = ast.get_docstring(tree) or ""
-    assert docstring.startswith("Needs "), (
-        f"{example.name} imports {sorted(needed)}: its docstring should start 'Needs ...'"
-    )
-    if example.parent.name == "examples":  # one that runs: it says what to install, not a traceback
-        guarded = [
-            node
+def test_examples_say_what_they_need() -> None:
+    for example in sorted((ROOT / "docs" / "examples").rglob("*.py")):
+        tree = ast.parse(example.read_text(encoding="utf-8"))
+        imported = {
+            alias.name.split(".")[0]
             for node in ast.walk(tree)
-            if isinstance(node, ast.Try)
-            and any(isinstance(h.type, ast.Name) and h.type.id == "ImportError" for h in node.handlers)
-        ]
-        assert guarded, (
-            f"{example.name} should catch the ImportError of {sorted(needed)} and say what to install"
+            if isinstance(node, ast.Import)
+            for alias in node.names
+        }
+        imported |= {
+            node.module.split(".")[0]
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.module
+        }
+        needed = sorted(imported & OPTIONAL)
+        if not needed:
+            continue
+        docstring = ast.get_docstring(tree) or ""
+        assert docstring.startswith("Needs "), (
+            f"{example.name} imports {needed}: start its docstring 'Needs ...'"
         )
+        if example.parent.name == "examples":  # one that runs: it says what to install, not a traceback
+            guarded = [
+                node
+                for node in ast.walk(tree)
+                if isinstance(node, ast.Try)
+                and any(isinstance(h.type, ast.Name) and h.type.id == "ImportError" for h in node.handlers)
+            ]
+            assert guarded, f"{example.name} should catch the ImportError of {needed} and say what to install"
 
 
 @pytest.mark.usefixtures("server_lane")  # each example runs on both of the servers' lanes
