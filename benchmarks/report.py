@@ -16,6 +16,12 @@ IMAGE = "img/benchmarks.png"
 """Where the chart goes, relative to the page."""
 
 PAGE = f"""\
+---
+# The results table has five columns: give it the width of the table of contents.
+hide:
+  - toc
+---
+
 # Benchmarks
 
 How dataserve compares with the pickle-based [ProxyServer](proxy.md) it replaces. Both
@@ -36,8 +42,8 @@ round, and each number below is the median over the rounds.
 From the repository root:
 
 ```bash
-nox -s bench                          # installs dataserve[bench] and runs the full benchmark
-python benchmarks/bench.py            # the same, with dataserve[bench] installed (a few minutes)
+nox -s bench                          # installs this checkout with [bench] and runs the full benchmark
+python benchmarks/bench.py            # the same, after pip install '.[bench]' (a few minutes)
 python benchmarks/bench.py --quick    # tiny sizes and few rounds: checks that it runs
 python benchmarks/bench.py --no-docs  # prints the table and writes nothing
 ```

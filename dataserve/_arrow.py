@@ -34,16 +34,13 @@ __all__ = ["ARROW", "ARROW_EXTRA", "KINDS", "decode_arrow", "encode_arrow", "str
 
 ARROW = "application/vnd.apache.arrow.stream"
 
-ARROW_EXTRA = "pip install 'dataserve[arrow]'"
+ARROW_EXTRA = "pip install pyarrow"
 
 KIND_KEY = b"dataserve.kind"
 """The schema metadata key that names the kind of object the sender had."""
 
 PANDAS_KEY = b"dataserve.pandas"
 """The schema metadata key of what pandas' own metadata leaves out: JSON, see ``_pandas_extra``."""
-
-_EXTRAS = {"pyarrow": "arrow", "pandas": "pandas", "polars": "polars"}
-"""The dataserve extra that installs what each library's tables need (pyarrow, and the library)."""
 
 KINDS = {
     "pyarrow.Table": ("pyarrow", "Table"),
@@ -67,13 +64,11 @@ def table_kind(value: object) -> str | None:
 
 def encode_arrow(value: Any, kind: str) -> bytes:
     """The Arrow IPC stream of ``value``, a table of ``kind``, with the kind in its schema metadata."""
-    library = KINDS[kind][0]
     try:
         pa = importlib.import_module("pyarrow")
     except ImportError:
         raise PayloadError(
-            f"cannot send a {kind} without pyarrow, which carries tables as Arrow: "
-            f"pip install 'dataserve[{_EXTRAS[library]}]'"
+            f"cannot send a {kind} without pyarrow, which carries tables as Arrow: {ARROW_EXTRA}"
         ) from None
     try:
         table = _to_arrow(pa, value, kind)
@@ -206,13 +201,13 @@ def _refuse_compressed(pa: Any, buffer: Any) -> None:
 
 
 def _pyarrow() -> Any:
-    """pyarrow, or the PayloadError (415) that names the extra."""
+    """pyarrow, or the PayloadError (415) that says how to install it."""
     try:
         return importlib.import_module("pyarrow")
     except ImportError:
         raise PayloadError(
             f"{ARROW} (an Arrow table) needs pyarrow, which is not installed here: {ARROW_EXTRA} "
-            "(or 'dataserve[tables]' for pandas and polars as well)",
+            "(with pandas or polars as well, to get their tables as they were sent)",
             status=415,
         ) from None
 

@@ -36,7 +36,7 @@ __all__ = ["NPY", "NUMPY_EXTRA", "decode_npy", "encode_npy"]
 
 NPY = "application/x-npy"
 
-NUMPY_EXTRA = "pip install 'dataserve[numpy]'"
+NUMPY_EXTRA = "pip install numpy"
 
 # NumPy reads a .npy header of at most this many characters without allow_pickle (its
 # literal_eval is not safe on larger input); the encoder refuses to write a longer one.

@@ -32,9 +32,9 @@ try:
 except ImportError:  # pragma: no cover - the test extra installs polars
     pl = None  # type: ignore[assignment]
 
-needs_polars = pytest.mark.skipif(pl is None, reason="needs polars: pip install 'dataserve[polars]'")
+needs_polars = pytest.mark.skipif(pl is None, reason="needs polars: pip install polars")
 ROOT = Path(__file__).parent.parent
-NEEDS_PYARROW_415 = r"needs pyarrow.*pip install 'dataserve\[arrow\]'"
+NEEDS_PYARROW_415 = r"needs pyarrow.*pip install pyarrow"
 
 
 def round_trip(value: Any) -> Any:
@@ -508,7 +508,7 @@ def test_arrow_is_never_unpickled(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_frame_sent_without_pyarrow_is_refused_naming_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     frame = pd.DataFrame({"a": [1]})
     monkeypatch.setitem(sys.modules, "pyarrow", None)
-    with pytest.raises(PayloadError, match=r"without pyarrow.*pip install 'dataserve\[pandas\]'"):
+    with pytest.raises(PayloadError, match=r"without pyarrow.*pip install pyarrow"):
         encode(frame)
 
 

@@ -217,10 +217,8 @@ try:
 except ImportError:  # pragma: no cover - the test extra installs pandas and pyarrow
     pa = pd = None
 
-needs_numpy = pytest.mark.skipif(np is None, reason="needs numpy: pip install 'dataserve[numpy]'")
-needs_tables = pytest.mark.skipif(
-    pa is None, reason="needs pandas and pyarrow: pip install 'dataserve[pandas]'"
-)
+needs_numpy = pytest.mark.skipif(np is None, reason="needs numpy: pip install numpy")
+needs_tables = pytest.mark.skipif(pa is None, reason="needs pandas and pyarrow: pip install pandas pyarrow")
 
 
 def arrow_stream(table: Any) -> bytes:
@@ -336,9 +334,9 @@ def test_array_and_table_summaries_without_their_library_say_what_to_install(
     show_reply(Reply(200, {"content-type": "application/vnd.apache.arrow.stream"}, bytes(50)), None)
     assert capsys.readouterr().out.splitlines() == [
         "<a NumPy array of 106 bytes; install NumPy to see its shape and dtype "
-        "(pip install 'dataserve[numpy]'), or use --output PATH to save it as .npy>",
+        "(pip install numpy), or use --output PATH to save it as .npy>",
         "<an Arrow table of 50 bytes; install pyarrow to see its rows and schema "
-        "(pip install 'dataserve[arrow]'), or use --output PATH to save it as an Arrow stream>",
+        "(pip install pyarrow), or use --output PATH to save it as an Arrow stream>",
     ]
 
 

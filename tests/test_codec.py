@@ -170,11 +170,11 @@ def test_any_bytes_round_trip(value: bytes) -> None:
 
 # NumPy arrays as application/x-npy.
 
-needs_numpy = pytest.mark.skipif(np is None, reason="needs numpy: pip install 'dataserve[numpy]'")
+needs_numpy = pytest.mark.skipif(np is None, reason="needs numpy: pip install numpy")
 has_string_dtype = pytest.mark.skipif(
     not hasattr(getattr(np, "dtypes", None), "StringDType"), reason="StringDType is new in NumPy 2"
 )
-NEEDS_NUMPY_415 = r"needs NumPy.*pip install 'dataserve\[numpy\]'"
+NEEDS_NUMPY_415 = r"needs NumPy.*pip install numpy"
 ROOT = Path(__file__).parent.parent
 
 

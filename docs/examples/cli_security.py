@@ -1,4 +1,6 @@
-"""``dataserve send`` to an HTTPS server that needs a token: --cafile, --insecure, $DATASERVE_TOKEN."""
+"""Needs trustme, which makes throwaway certificates: pip install trustme (or '.[test]').
+
+``dataserve send`` to an HTTPS server that needs a token: --cafile, --insecure, $DATASERVE_TOKEN."""
 
 import os
 import secrets
@@ -8,7 +10,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-import trustme  # pip install trustme: makes throwaway certificates for tests and examples
+try:
+    import trustme
+except ImportError:
+    sys.exit("this example needs trustme, which makes throwaway certificates: pip install trustme")
 
 from dataserve import HTTPDataHandler, serve
 

@@ -1,4 +1,6 @@
-"""Mount a dataserve app under /data in a FastAPI app, beside the API's own routes."""
+"""Needs FastAPI: pip install fastapi.
+
+Mount a dataserve app under /data in a FastAPI app, beside the API's own routes."""
 
 import re
 import signal
@@ -6,7 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from fastapi import FastAPI
+try:
+    from fastapi import FastAPI
+except ImportError:
+    sys.exit("this example needs FastAPI: pip install fastapi")
 
 from dataserve import HTTPDataClient, HTTPDataHandler, create_app
 

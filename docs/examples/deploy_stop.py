@@ -33,7 +33,9 @@ with serve(Model, port=0, shutdown_timeout=1) as server:
     caller = threading.Thread(target=train, args=(server.url,))
     caller.start()
     time.sleep(0.5)  # the call is in the handler now
-print(f"stopped after {time.monotonic() - began:.1f} s")
+stopped_after = time.monotonic() - began
+assert stopped_after < 5, stopped_after  # the grace period, and a second for teardown
+print("stopped in less than 5 s")
 caller.join()
 [cut] = outcome
 print("ServerUnavailable:", cut)

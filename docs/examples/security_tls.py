@@ -1,11 +1,17 @@
-"""HTTPS: a server with a certificate and a token, and a client that verifies the certificate."""
+"""Needs trustme, which makes throwaway certificates: pip install trustme (or '.[test]').
+
+HTTPS: a server with a certificate and a token, and a client that verifies the certificate."""
 
 import os
 import secrets
+import sys
 import tempfile
 from pathlib import Path
 
-import trustme  # pip install trustme: makes throwaway certificates for tests and examples
+try:
+    import trustme
+except ImportError:
+    sys.exit("this example needs trustme, which makes throwaway certificates: pip install trustme")
 
 from dataserve import HTTPDataClient, HTTPDataHandler, ServerUnavailable, serve
 

@@ -1,8 +1,18 @@
-"""Tables as payloads: pandas, polars and pyarrow values arrive as the kind they left as."""
+"""Needs pandas, polars and pyarrow: pip install '.[tables]' (from the dataserve checkout).
 
-import pandas as pd
-import polars as pl
-import pyarrow as pa
+Tables as payloads: pandas, polars and pyarrow values arrive as the kind they left as."""
+
+import sys
+
+try:
+    import pandas as pd
+    import polars as pl
+    import pyarrow as pa
+except ImportError:
+    sys.exit(
+        "this example needs pandas, polars and pyarrow: pip install pandas polars pyarrow "
+        "(or '.[tables]' from the dataserve checkout)"
+    )
 
 from dataserve import HTTPDataClient, HTTPDataHandler, PayloadError, serve
 

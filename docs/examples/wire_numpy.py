@@ -1,9 +1,16 @@
-"""NumPy arrays as payloads: what arrives, what is read-only, and what is refused."""
+"""Needs NumPy: pip install '.[numpy]' (from the dataserve checkout).
+
+NumPy arrays as payloads: what arrives, what is read-only, and what is refused."""
 
 import io
+import sys
 
 import httpx
-import numpy as np
+
+try:
+    import numpy as np
+except ImportError:
+    sys.exit("this example needs NumPy: pip install numpy (or '.[numpy]' from the dataserve checkout)")
 
 from dataserve import HTTPDataClient, HTTPDataHandler, PayloadError, RemoteError, serve
 
