@@ -30,6 +30,9 @@ _VARYING = [
     (re.compile(r"\(_ssl\.c:\d+\)"), "(_ssl.c:NNNN)"),
     # How long a call the log names has run.
     (re.compile(r"\(\d+\.\d+ s\)"), "(N.N s)"),
+    # The time of a call log's line, and how long the call took.
+    (re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ", re.MULTILINE), "2026-12-07 12:00:00,000 "),
+    (re.compile(r"\b\d+\.\d\d ms in="), "N.NN ms in="),
 ]
 """What differs from one run of an example to the next, and the placeholder the .out files hold."""
 
@@ -70,7 +73,7 @@ def test_examples_exist() -> None:
     assert EXAMPLES, f"no examples in {ROOT / 'docs' / 'examples'}"
 
 
-OPTIONAL = {"numpy", "pandas", "polars", "pyarrow", "fastapi", "trustme", "matplotlib"}
+OPTIONAL = {"numpy", "pandas", "polars", "pyarrow", "fastapi", "trustme", "matplotlib", "prometheus_client"}
 """Packages dataserve does not install: an example that imports one says so, first thing."""
 
 

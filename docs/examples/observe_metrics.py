@@ -1,9 +1,14 @@
-"""Metrics: ``metrics=True`` serves Prometheus text at GET /metrics (needs prometheus-client).
+"""Needs prometheus-client: pip install prometheus-client (or '.[metrics]' in the dataserve checkout).
 
-Needs: pip install prometheus-client (or '.[metrics]' from the dataserve checkout).
-"""
+Metrics: ``metrics=True`` serves Prometheus text at GET /metrics."""
 
+import sys
 import urllib.request
+
+try:
+    import prometheus_client  # noqa: F401 (the server uses it)
+except ImportError:
+    sys.exit("this example needs prometheus-client: pip install prometheus-client")
 
 from dataserve import HTTPDataClient, HTTPDataHandler, ResourceNotFound, serve
 
