@@ -108,7 +108,8 @@ def test_examples_say_what_they_need() -> None:
             assert guarded, f"{example.name} should catch the ImportError of {needed} and say what to install"
 
 
-@pytest.mark.usefixtures("server_lane")  # each example runs on both of the servers' lanes
+# Each example runs once, on the servers' default lane: the lanes are compared call by call in
+# the tests of the server, and running every example on both took a fifth of the suite's time.
 @pytest.mark.parametrize("example", EXAMPLES, ids=[path.name for path in EXAMPLES])
 def test_example_runs(example: Path) -> None:
     if "Needs the curl program" in example.read_text(encoding="utf-8") and shutil.which("curl") is None:

@@ -9,10 +9,12 @@ import urllib.request
 
 from dataserve import HTTPDataHandler, serve
 
+xdata = [1, 2, 3]
+
 
 class MyDataHandler(HTTPDataHandler):
     def handle_request(self, resource, payload):
-        return [1, 2, 3] + payload if resource == "/xdata" else None
+        return xdata + payload if resource == "/xdata" else None
 
 
 def preflight(url, origin):

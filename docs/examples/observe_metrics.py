@@ -2,6 +2,7 @@
 
 Metrics: ``metrics=True`` serves Prometheus text at GET /metrics."""
 
+import contextlib
 import sys
 import urllib.request
 
@@ -12,11 +13,13 @@ except ImportError:
 
 from dataserve import HTTPDataClient, HTTPDataHandler, ResourceNotFound, serve
 
+xdata = [1, 2, 3]
+
 
 class MyDataHandler(HTTPDataHandler):
     def handle_request(self, resource, payload):
         if resource == "/xdata":
-            return [1, 2, 3] + payload
+            return xdata + payload
         return None
 
 
@@ -24,17 +27,17 @@ with serve(MyDataHandler, port=0, metrics=True) as server:
     with HTTPDataClient(server.port, "http://127.0.0.1:") as client:
         for _ in range(3):
             client.send("/xdata", [4])
-        try:
+        with contextlib.suppress(ResourceNotFound):
             client.send("/ydata", None)
-        except ResourceNotFound:
-            pass
     # What Prometheus scrapes (here without the comments, the _created series and the buckets).
     with urllib.request.urlopen(server.url + "/metrics") as reply:
         text = reply.read().decode()
     shown = [
         line
         for line in text.splitlines()
-        if not line.startswith("#") and "_created" not in line and "_bucket" not in line
+        if not line.startswith("#")
+        and "_created" not in line
+        and "_bucket" not in line
         and "_sum" not in line
     ]
     print("\n".join(shown))
