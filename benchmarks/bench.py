@@ -84,7 +84,7 @@ FULL = Plan(
 )
 
 QUICK = Plan(
-    rounds=2,
+    rounds=1,
     latency_calls=20,
     programs=1,
     byte_sizes=(1024, 10 * 1024, 100 * 1024),

@@ -1,6 +1,6 @@
 """Load on a server in its own process: 16 threads and 16 asyncio tasks call it at once.
 
-Each round makes 500 calls from threads sharing one HTTPDataClient and 500 from tasks
+Each round makes 400 calls from threads sharing one HTTPDataClient and 400 from tasks
 sharing one AsyncHTTPDataClient, every payload unique (JSON, text and bytes in turn). Every
 reply must be its own call's, every call answered once and run once by the handler, and
 the serving processes' memory must stay flat over a second round equal to the first. Run
@@ -39,7 +39,7 @@ ROOT = Path(__file__).parent.parent
 HANDLER = "tests.load_handlers:LoadHandler"
 THREADS = 16
 TASKS = 16
-CALLS = 500
+CALLS = 400
 """Calls of the threads, and again of the tasks, in one round: a round takes 1-3 s on an idle 2-CPU
 machine, and about three times as long with both its CPUs kept busy by other processes."""
 
@@ -57,8 +57,8 @@ PROCESS_TIMEOUT = 30.0
 RSS_GROWTH_LIMIT_KIB = 1536
 """How much the serving processes' resident memory may grow over the second of two equal rounds.
 
-A round's 1,000 requests carry about 3.3 MiB of payloads (3.4 KiB a call) and their
-replies as much again. A handler that kept every payload grows by about 8.5 MiB a round,
+A round's 800 requests carry about 2.7 MiB of payloads (3.4 KiB a call) and their
+replies as much again. A handler that kept every payload grows by about 7 MiB a round,
 one that kept 2 KiB a call by just over the limit, while a server that has warmed up moves
 by well under 1 MiB (allocator pages, the connections of a new pair of clients: from -380 to
 +288 KiB in twelve runs on a 2-CPU machine).
