@@ -16,7 +16,7 @@ from typing import Any
 
 from .conftest import die_with_test, wait_for
 
-__all__ = ["CHROMIUM", "Origin", "chromium"]
+__all__ = ["CHROMIUM", "Origin", "chromium", "chromium_command"]
 
 CHROMIUM = next(
     (path for name in ("chromium", "chromium-browser", "google-chrome") if (path := shutil.which(name))), None
@@ -77,16 +77,21 @@ class Origin:
         self.thread.join(10)
 
 
+def chromium_command(profile: str) -> list[str]:
+    """Headless Chromium's command line, quiet, with the fresh profile folder ``profile``."""
+    assert CHROMIUM is not None
+    command = [CHROMIUM, *_FLAGS, f"--user-data-dir={profile}"]
+    if os.geteuid() == 0:
+        command.append("--no-sandbox")  # Chromium's sandbox does not run as root
+    return command
+
+
 @contextlib.contextmanager
 def chromium(url: str) -> Iterator[subprocess.Popen[bytes]]:
     """Headless Chromium showing ``url``, with a profile of its own, killed (its process group) at the end."""
-    assert CHROMIUM is not None
     with tempfile.TemporaryDirectory(prefix="dataserve-chromium-") as profile:
-        flags = [*_FLAGS, f"--user-data-dir={profile}"]
-        if os.geteuid() == 0:
-            flags.append("--no-sandbox")  # Chromium's sandbox does not run as root
         process = subprocess.Popen(
-            [CHROMIUM, *flags, url],
+            [*chromium_command(profile), url],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from .browser import CHROMIUM, chromium_command
+
 ROOT = Path(__file__).parent.parent
 EXAMPLES = sorted((ROOT / "docs" / "examples").glob("*.py"))
 
@@ -211,23 +213,8 @@ window.addEventListener("load", () => {
 
 def _chromium(tmp_path: Path, *args: str) -> str:
     """What headless Chromium prints with ``args``, in a window 1280 px wide and a fresh profile."""
-    chromium = shutil.which("chromium")
-    assert chromium is not None
     profile = tempfile.mkdtemp(dir=tmp_path, prefix="profile-")
-    command = [
-        chromium,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={profile}",
-        "--window-size=1280,1000",
-        *args,
-    ]
+    command = [*chromium_command(profile), "--window-size=1280,1000", *args]
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as browser:
         try:
             stdout, _ = browser.communicate(timeout=60)
@@ -238,7 +225,7 @@ def _chromium(tmp_path: Path, *args: str) -> str:
     return stdout
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs chromium to render the pages")
+@pytest.mark.skipif(CHROMIUM is None, reason="needs chromium to render the pages")
 def test_pages_render_in_chromium(site: Path, tmp_path: Path) -> None:
     for page in SCREENSHOTS:
         png = tmp_path / (page.replace("/", "-") + ".png")
