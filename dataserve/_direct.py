@@ -117,7 +117,7 @@ class DirectCall:
         or, if the handler is at it, once its reply is made."""
         if self.response_complete:
             return
-        if not self.submitted or self.refused is not None:
+        if not self.submitted:  # a refused call never is
             self.response_complete = True
             self.end()
             self._observed(GONE_STATUS, 0)
