@@ -40,6 +40,7 @@ from ._buffers import BodyBuffer
 from ._core import CallCore
 from ._direct import DirectCall, Runner
 from ._errors import error_body
+from ._graceful import StoppingState
 from ._limits import Limits
 from ._watch import WINDOW, RateWatch, warn
 from ._wire import Reply
@@ -65,6 +66,10 @@ _PIPELINE_DEPTH = 32
 _LINGER = 1 << 20
 _LINGER_TIME = 2.0
 """Bytes, and seconds, that a refused connection is read and dropped for before it is closed."""
+
+_FIRST_REQUEST_WAIT = 1.0
+"""How long a connection that has sent nothing yet is kept open once the server stops, for the
+request that is on its way: a balancer sends a call as soon as its connection is accepted."""
 
 
 class DataProtocol(asyncio.BufferedProtocol):
@@ -150,6 +155,13 @@ class HTTPProtocol(HttpToolsProtocol):
         self._send_watch: RateWatch | None = None
         self._dropping: int | None = None
         """Bytes dropped since the connection was refused and closed for writing; None until then."""
+        # The stop's state
+        self._requests = 0
+        """Requests begun on this connection."""
+        self._receiving = False
+        """Whether a request has begun to come and is not yet read whole."""
+        self._stopping = False
+        self._first_request_timer: asyncio.TimerHandle | None = None
 
     # The connection
 
@@ -168,9 +180,13 @@ class HTTPProtocol(HttpToolsProtocol):
             self._send_error(503, "overloaded", message, {"retry-after": "1"})
             return
         self._arm_head_timer()
+        if isinstance(self.server_state, StoppingState) and self.server_state.stopping:
+            self.shutdown()  # accepted from the queue as the server stops: one call, then closed
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
+        if self._first_request_timer is not None:
+            self._first_request_timer.cancel()
         self._outgoing.clear()
         self._stop_watches()
         self._release_held()
@@ -188,10 +204,27 @@ class HTTPProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def shutdown(self) -> None:
-        """uvicorn's server begins to stop: the health check says so from now on."""
+        """uvicorn's server begins to stop: the health check says so from now on, and the
+        connection closes as soon as it is between requests.
+
+        A request that has begun to come is read and answered first, and so is the first one
+        of a connection that has sent nothing yet, for ``_FIRST_REQUEST_WAIT``: a balancer
+        sends its call the moment it connects, and closing before it comes would lose it.
+        """
         if self._app_core is not None:
             self._app_core.stopping()
+        self._stopping = True
+        if self._receiving:
+            return  # its reply closes the connection
+        if self._requests == 0 and self.cycle is None:
+            self._first_request_timer = self.loop.call_later(_FIRST_REQUEST_WAIT, self._close_if_silent)
+            return
         super().shutdown()
+
+    def _close_if_silent(self) -> None:
+        self._first_request_timer = None
+        if self._requests == 0:
+            self.transport.close()
 
     def get_buffer(self, sizehint: int) -> memoryview:
         if self._into is not None:
@@ -258,6 +291,11 @@ class HTTPProtocol(HttpToolsProtocol):
     # Parser callbacks
 
     def on_message_begin(self) -> None:
+        self._requests += 1
+        self._receiving = True
+        if self._first_request_timer is not None:
+            self._first_request_timer.cancel()
+            self._first_request_timer = None
         super().on_message_begin()
         self._url_parts = []
         self._target_size = 0
@@ -287,7 +325,11 @@ class HTTPProtocol(HttpToolsProtocol):
         if call is None:
             self._flush()  # uvicorn writes its replies itself: what is queued goes first
             super().on_headers_complete()
+            if self._stopping and self.cycle is not None:
+                self.cycle.keep_alive = False
             return
+        if self._stopping:
+            call.keep_alive = False
         existing = self.cycle
         self.cycle = call  # type: ignore[assignment]
         if existing is None or existing.response_complete:
@@ -539,6 +581,7 @@ class HTTPProtocol(HttpToolsProtocol):
 
     def _message_done(self) -> None:
         """A request is read whole: the next one's head starts."""
+        self._receiving = False
         self._in_head = True
         self._head_size = 0
         self._body_bytes = 0

@@ -21,6 +21,7 @@ from . import _descriptors as descriptors
 from ._access import ACCESS_LOGGER
 from ._app import DEFAULT_MAX_BODY_SIZE, DataApp, create_app
 from ._errors import DataServeError
+from ._graceful import DataServer
 from ._handler import HTTPDataHandler, import_handler
 from ._lifecycle import State
 from ._limits import Limits
@@ -294,11 +295,11 @@ def _protocol_class() -> type[asyncio.Protocol]:
 
 def _uvicorn_server(
     data_handler: Handler, app_options: AppOptions, options: _ServerOptions
-) -> tuple[uvicorn.Server, DataApp]:
+) -> tuple[DataServer, DataApp]:
     """The uvicorn server for ``data_handler``'s app, which stops it if the handler's setup() fails."""
     handler = import_handler(data_handler) if isinstance(data_handler, str) else data_handler
     app = create_app(handler, **app_options.kwargs())
-    server = uvicorn.Server(options.config(app))
+    server = DataServer(options.config(app))
 
     def stop(exc: BaseException) -> None:
         server.should_exit = True

@@ -94,7 +94,16 @@ def run_workers(target: str, sock: socket.socket, workers: int, options: AppOpti
 
 
 class _Supervisor(Multiprocess):
-    """uvicorn's supervisor, which says at WARNING when it replaces a worker, and why."""
+    """uvicorn's supervisor, which says at WARNING when it replaces a worker, and why, and lets
+    go of the listening socket as the workers stop."""
+
+    def terminate_all(self) -> None:
+        # The workers share the socket with this process. The kernel keeps queueing connections
+        # on it until its last holder closes it, and then resets those still queued: were this
+        # process the last, it would reset every connection made while the workers stopped.
+        for sock in self.sockets:
+            sock.close()
+        super().terminate_all()
 
     def keep_subprocess_alive(self) -> None:
         before = [(process, process.exitcode) for process in self.processes]
