@@ -12,9 +12,13 @@ their first call is answered, and the reply closes the connection.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import logging
 import socket
 import ssl
+import struct
+import sys
 
 import uvicorn
 from uvicorn.server import ServerState
@@ -23,6 +27,10 @@ __all__ = ["DataServer", "StoppingState"]
 
 _HANDSHAKE_TIMEOUT = 10.0
 """How long a TLS handshake of a connection taken from the queue may take."""
+
+_SO_ATTACH_FILTER = 26
+_BPF_RET_K = 0x06
+"""Linux's socket option for a classic BPF filter, and the instruction that returns a constant."""
 
 logger = logging.getLogger("dataserve")
 
@@ -46,6 +54,8 @@ class DataServer(uvicorn.Server):
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         assert isinstance(self.server_state, StoppingState)
         self.server_state.stopping = True
+        for sock in sockets or []:
+            _refuse_new(sock)
         queued = [conn for sock in sockets or [] for conn in _accept_queued(sock)]
         for server in self.servers:  # at once: what comes from now on is refused, not reset
             server.close()
@@ -69,6 +79,22 @@ class DataServer(uvicorn.Server):
         except (OSError, TimeoutError, ssl.SSLError) as exc:  # a client gone, or a failed TLS handshake
             logger.debug("dataserve: a connection accepted as the server stopped failed: %s", exc)
             conn.close()
+
+
+def _refuse_new(sock: socket.socket) -> None:
+    """Have the kernel drop new connections to ``sock`` from now on, where it can (Linux, TCP).
+
+    Between the last connection taken from the queue and the close, one more could come and be
+    reset. A socket filter that drops every packet keeps new ones out of the queue: their
+    clients send their first packet again a second later, find the port closed, and are refused.
+    """
+    if sys.platform != "linux" or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    drop = struct.pack("HBBI", _BPF_RET_K, 0, 0, 0)  # one instruction: keep 0 bytes of the packet
+    program = ctypes.create_string_buffer(drop)
+    fprog = struct.pack("HP", 1, ctypes.addressof(program))
+    with contextlib.suppress(OSError):  # the kernel copies the program; without it, the window stays
+        sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, fprog)
 
 
 def _accept_queued(sock: socket.socket) -> list[socket.socket]:

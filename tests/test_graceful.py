@@ -10,6 +10,7 @@ in the kernel just then, as they do under a balancer's load.
 from __future__ import annotations
 
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,7 +18,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from dataserve._app import create_app
-from dataserve._graceful import DataServer
+from dataserve._graceful import DataServer, _refuse_new
 from dataserve._server import _ServerOptions
 from tests.conftest import EchoHandler, wait_for
 
@@ -155,3 +156,22 @@ def test_a_connection_idle_after_its_calls_is_closed_at_once_and_a_silent_one_af
     assert _reply(idle) == b""
     assert _reply(silent) == b""
     wait_for(server.stopped, "the server to stop", BOUND)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the kernel keeps new connections out on Linux only")
+def test_once_the_port_closes_no_new_connection_enters_the_queue_and_those_queued_stay() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port), timeout=BOUND) as queued:
+            queued.sendall(b"sent before")
+            _refuse_new(listener)
+            with socket.socket() as late:
+                late.settimeout(0.5)
+                with pytest.raises(TimeoutError):
+                    late.connect(("127.0.0.1", port))  # its SYN is dropped: no reset to come
+            listener.setblocking(False)
+            conn, _ = listener.accept()
+            with conn:
+                assert conn.recv(64) == b"sent before"
+            with pytest.raises(BlockingIOError):
+                listener.accept()
