@@ -26,7 +26,7 @@ from ._handler import HTTPDataHandler, import_handler
 from ._lifecycle import State
 from ._limits import Limits
 from ._listen import listen, url, warn_if_open
-from ._signals import signals_interrupt
+from ._signals import signals_stop
 from ._token import resolve_token
 from ._usercodecs import Codec
 from ._workers import AppOptions, run_workers
@@ -114,8 +114,8 @@ def run_http_server(
             run_workers(data_handler, listening.sock, workers, app_options, options.config)
         else:
             server, app = _uvicorn_server(data_handler, app_options, options)
-            print(f"dataserve: serving {name} on {listening.where} (press Ctrl-C to stop)", flush=True)
-            with signals_interrupt(), contextlib.suppress(KeyboardInterrupt):
+            with signals_stop(server):
+                print(f"dataserve: serving {name} on {listening.where} (press Ctrl-C to stop)", flush=True)
                 server.run(sockets=[listening.sock])
             _raise_if_failed(app)
     print("dataserve: stopped", flush=True)

@@ -729,6 +729,13 @@ def test_serve_prints_its_port_answers_send_and_stops_on_ctrl_c(
     assert "Traceback" not in err
 
 
+def test_ctrl_c_the_moment_the_first_line_is_printed_stops_quietly(serving: list[ServeProcess]) -> None:
+    server = ServeProcess("tests.cli_handlers:PidHandler")
+    serving.append(server)
+    status, out, err = server.interrupt()  # before uvicorn's loop has started, most likely
+    assert (status, out, err) == (0, "dataserve: stopped\n", "")
+
+
 def test_serve_workers_answer_from_separate_processes(
     serving: list[ServeProcess], capsys: pytest.CaptureFixture[str]
 ) -> None:
