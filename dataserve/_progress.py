@@ -28,6 +28,10 @@ CHUNK = 256 * 1024
 _WIDTH = 24
 """Characters of the bar itself, between its brackets."""
 
+_CLEAR_TO_END = "\x1b[K"
+"""The terminal's code that erases the rest of the line: a drawing shorter than the last leaves
+nothing of it behind."""
+
 _REDRAW = 0.1
 """Seconds between two redraws: a fast transfer must not spend its time drawing."""
 
@@ -133,7 +137,7 @@ class Progress:
         rate = self.done / max(now - self.start, 1e-6)
         self.stream.write(
             f"\r{self.label:<8} [{bar}] {fraction:4.0%}  "
-            f"{size(self.done)} / {size(self.total)}  {size(rate)}/s  "
+            f"{size(self.done)} / {size(self.total)}  {size(rate)}/s{_CLEAR_TO_END}"
         )
         self.stream.flush()
 
