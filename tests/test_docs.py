@@ -35,6 +35,8 @@ _VARYING = [
     # The time of a call log's line, and how long the call took.
     (re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ", re.MULTILINE), "2026-12-07 12:00:00,000 "),
     (re.compile(r"\b\d+\.\d\d ms in="), "N.NN ms in="),
+    # The rate a progress bar of dataserve send shows, such as 250.0 MiB/s.
+    (re.compile(r"\b\d+(?:\.\d)? (?:B|KiB|MiB|GiB)/s(?!\w)"), "RATE"),
 ]
 """What differs from one run of an example to the next, and the placeholder the .out files hold."""
 
@@ -157,6 +159,36 @@ def test_each_shown_output_is_on_a_page() -> None:
         lines = (ROOT / "docs" / "examples" / name).read_text(encoding="utf-8").splitlines()
         assert 1 <= int(first) <= int(last) <= len(lines), f"{name} has no lines {first} to {last}"
         assert all(lines[int(first) - 1 : int(last)]), f"lines {first} to {last} of {name} are blank"
+
+
+_BLOCK = re.compile(
+    r"^(?P<indent>[ \t]*)(?P<fence>```+)(?P<lang>[\w-]*)[^\n]*\n(?P<body>.*?)^(?P=indent)(?P=fence)[ \t]*$",
+    re.MULTILINE | re.DOTALL,
+)
+"""A fenced block of a page, with its language and what it holds."""
+
+_SHOWN = {"", "text", "json", "console", "output"}
+"""The languages of the blocks that show what a program printed or what a server replied."""
+
+
+def test_shown_outputs_come_from_runs() -> None:
+    # What a page shows a command print or a server reply is included from the output of an
+    # example's real run (--8<-- "examples/NAME.out"), never written by hand, so it cannot drift.
+    for page in sorted((ROOT / "docs").glob("*.md")):
+        text = page.read_text(encoding="utf-8")
+        for block in _BLOCK.finditer(text):
+            where = f"{page.name}, line {text.count(chr(10), 0, block.start()) + 1}"
+            lines = [line.strip() for line in block["body"].splitlines() if line.strip()]
+            if block["lang"] in _SHOWN:
+                written = [line for line in lines if not line.startswith("--8<-- ")]
+                assert not written, (
+                    f"{where}: {written[:2]} is written by hand: print it from an example in "
+                    "docs/examples, and include the example's .out"
+                )
+            elif block["lang"] in ("bash", "sh", "shell"):
+                # A shell block holds commands to type; a transcript is a run's output.
+                prompts = [line for line in lines if line.startswith("$ ")]
+                assert not prompts, f"{where}: {prompts[:2]} is a transcript: include it from a run"
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,8 @@
 """Needs the curl program. The curl calls of the wire-format page, run against the quickstart's
 handler, and what curl prints, as a terminal shows them.
 
-The server takes a free port; the commands are printed with the quickstart's port, 5001.
+The server takes a free port; the commands are printed with the quickstart's port, 5001. The
+``--8<--`` lines mark the replies the page's section on status codes includes.
 """
 
 import shlex
@@ -29,22 +30,29 @@ class MyDataHandler(HTTPDataHandler):
 
 SHOWN = "http://127.0.0.1:5001"
 
-COMMANDS = [
-    f"curl -X PUT --data-binary '[4, 5, 6]' -H 'Content-Type: application/json' {SHOWN}/xdata",
-    f"curl -X PUT {SHOWN}/ydata",
-    f"curl -X PUT --data-binary '[4]' -H 'Content-Type: application/json' {SHOWN}/zdata",
-    f"curl -X PUT --data-binary 'abc' -H 'Content-Type: text/plain; charset=utf-8' {SHOWN}/xdata",
-    f"curl {SHOWN}/healthz",
+COMMANDS = [  # each with the name of the part of the output its reply is, if it is one
+    (f"curl -X PUT --data-binary '[4, 5, 6]' -H 'Content-Type: application/json' {SHOWN}/xdata", None),
+    (f"curl -X PUT {SHOWN}/ydata", None),
+    (f"curl -X PUT --data-binary '[4]' -H 'Content-Type: application/json' {SHOWN}/zdata", "not-found"),
+    (
+        f"curl -X PUT --data-binary 'abc' -H 'Content-Type: text/plain; charset=utf-8' {SHOWN}/xdata",
+        "handler-error",
+    ),
+    (f"curl {SHOWN}/healthz", None),
 ]
 
 print("The server logs the traceback of the failing call below to stderr.", file=sys.stderr)
 
 with serve(MyDataHandler, port=0) as server:
-    for command in COMMANDS:
+    for command, part in COMMANDS:
         args = shlex.split(command.replace(SHOWN, server.url))
         result = subprocess.run(
             [*args, "--silent", "--show-error"], capture_output=True, text=True, timeout=30
         )
         assert result.returncode == 0, result.stderr
         print("$", command)
+        if part:
+            print(f"# --8<-- [start:{part}]")
         print(result.stdout)  # the body, which ends without a newline
+        if part:
+            print(f"# --8<-- [end:{part}]")
