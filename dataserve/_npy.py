@@ -15,6 +15,7 @@ import threading
 from types import ModuleType
 from typing import Any
 
+from ._buffers import HUGE_PAGES_FROM, BodyBuffer
 from ._errors import PayloadError
 
 
@@ -86,7 +87,13 @@ def encode_npy(numpy: Any, array: Any) -> bytes:
     # some structured ones) join as well: no copy but the join's own.
     order = "F" if array.flags.f_contiguous and not array.flags.c_contiguous else "C"
     data = array.reshape(-1, order=order).view(numpy.uint8)
-    return b"".join([header, memoryview(data)])
+    size = len(header) + array.nbytes
+    if size < HUGE_PAGES_FROM:
+        return b"".join([header, memoryview(data)])
+    out = BodyBuffer(size)  # a large file's memory in huge pages: far fewer page faults than join's
+    out.write(header)
+    out.write(memoryview(data))
+    return out.value()
 
 
 def _npy_header(array: Any) -> bytes:
