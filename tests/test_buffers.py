@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import dataserve._buffers
 from dataserve._buffers import HUGE_PAGES_FROM, BodyBuffer
 from dataserve._npy import decode_npy, encode_npy
 
@@ -50,15 +51,23 @@ def test_a_filled_buffer_becomes_its_bytes_without_a_copy() -> None:
 @pytest.mark.skipif(
     sys.platform != "linux" or not THP.exists(), reason="transparent huge pages are Linux's, when enabled"
 )
-def test_a_large_buffer_asks_for_huge_pages_and_a_small_one_does_not() -> None:
-    large, small = BodyBuffer(4 * HUGE_PAGES_FROM), BodyBuffer(HUGE_PAGES_FROM // 2)
-    for buffer, advised in [(large, True), (small, False)]:
-        view = buffer.space()
-        pointer = ctypes.c_char.from_buffer(view)
-        address = ctypes.addressof(pointer) + len(view) // 2
-        del pointer
-        view.release()
-        assert ("hg" in _vm_flags(address)) is advised
+def test_a_large_buffer_asks_for_huge_pages() -> None:
+    buffer = BodyBuffer(4 * HUGE_PAGES_FROM)
+    view = buffer.space()
+    pointer = ctypes.c_char.from_buffer(view)
+    middle = ctypes.addressof(pointer) + len(view) // 2
+    del pointer
+    view.release()
+    assert "hg" in _vm_flags(middle)
+    assert not buffer.full  # held until here: its memory is still mapped
+
+
+def test_a_small_buffer_takes_the_memory_it_is_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    advised: list[int] = []
+    monkeypatch.setattr(dataserve._buffers, "_advise_huge_pages", lambda view: advised.append(len(view)))
+    BodyBuffer(HUGE_PAGES_FROM - 1)
+    BodyBuffer(HUGE_PAGES_FROM)
+    assert advised == ([HUGE_PAGES_FROM] if sys.platform == "linux" else [])
 
 
 def test_a_large_array_encodes_as_numpy_saves_it_and_decodes_back() -> None:
