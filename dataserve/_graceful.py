@@ -4,9 +4,10 @@ When a listening socket closes, the kernel resets every connection still waiting
 queue. The client of such a connection, a load balancer among them, saw its connection made and
 sent its call: it gets "connection reset" instead of "connection refused", and cannot tell whether
 the call ran. nginx, for one, answers 502 to a POST that met a reset, where it sends a refused
-one to the next replica. So before it closes its listeners, this server lets its event loop
-accept what is queued; the connections it accepts then are served as any other while stopping:
-their first call is answered, and the reply closes the connection.
+one to the next replica. So as it closes its listeners, this server first tells the kernel to
+let no new connection in (on Linux), then takes every queued one itself, in the same step as the
+close; those are served as any other while stopping: their first call is answered, and the
+reply closes the connection.
 """
 
 from __future__ import annotations
