@@ -29,17 +29,23 @@ JSON_HEAD = b"PUT /r HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
 
 
 class Counting(HTTPDataHandler):
-    """Counts the calls it runs; ``/slow`` takes its payload's seconds."""
+    """Counts the calls it runs; ``/slow`` takes its payload's seconds, ``/hold`` until ``released``."""
 
     def __init__(self) -> None:
         self.ran = 0
         self.lock = threading.Lock()
+        self.held = threading.Event()
+        self.released = threading.Event()
 
     def handle_request(self, resource: str, payload: Any) -> Any:
         with self.lock:
             self.ran += 1
         if resource == "/slow":
             time.sleep(float(payload))
+        if resource == "/hold":
+            self.held.set()
+            self.released.wait(30)
+            return "done"
         if resource == "/ran":
             return self.ran
         return "done" if resource == "/slow" else payload
@@ -110,12 +116,17 @@ def test_uploads_past_max_memory_are_refused_before_their_bodies_are_read() -> N
 def test_calls_sent_and_abandoned_never_reach_the_handler_and_hold_up_no_one() -> None:
     handler = Counting()
     with dataserve.serve(handler, limits=Limits(max_queue=1000)) as server:
-        busy = threading.Thread(target=_send, args=(server.port, "/slow", 0.5))
+        busy = threading.Thread(target=_send, args=(server.port, "/hold", None))
         busy.start()
-        time.sleep(0.1)  # the handler is busy: what comes now waits
+        assert handler.held.wait(30)  # the handler is busy until released: what comes now waits
+        sending = time.monotonic()
         for _ in range(300):  # sent, and the caller gone at once
             with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
                 sock.sendall(JSON_HEAD + b"Content-Length: 1\r\n\r\n7")
+        # The server sees each close as it reads the connection: it gets as long to catch up as
+        # the sending took, and half a second at least.
+        time.sleep(max(0.5, time.monotonic() - sending))
+        handler.released.set()
         began = time.monotonic()
         with HTTPDataClient(server.port, "http://127.0.0.1:", timeout=30) as client:
             ran = client.send("/ran")

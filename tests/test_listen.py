@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import select
 import signal
 import socket
 import stat
@@ -175,7 +176,11 @@ def test_workers_share_one_unix_socket(tmp_path: Path, socket_path: Path) -> Non
         preexec_fn=die_with_test,
     )
     try:
-        wait_for(socket_path.exists, "the server to make its socket", 30)
+        assert process.stdout is not None
+        ready, _, _ = select.select([process.stdout], [], [], 30)
+        assert ready, "no line from the server in 30 s"
+        first_line = process.stdout.readline()  # printed once the socket listens, not when it is made
+        assert first_line.startswith("dataserve: serving "), first_line
         assert len(worker_pids(uds=socket_path)) == 2
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=30)
