@@ -207,8 +207,8 @@ class DirectCall:
             return
         if self.core.closing and not protocol.pipeline:  # the last call read closes the connection
             self.keep_alive = False
+        self._observed(reply.status, len(reply.body))  # before it leaves, as _observe says
         protocol.write_reply(reply, self.keep_alive)
-        self._observed(reply.status, len(reply.body))
         if not self.keep_alive:
             protocol.transport.close()
         protocol.response_done()

@@ -1,10 +1,11 @@
 """What a server's lanes tell of each call they answer: to the call log, to the metrics, or both.
 
-A lane calls ``begin`` once a call's head is read and ``end`` exactly once when it is
-answered, or given up because its caller went (status 499, as nginx logs it). The direct lane
-does so itself (``_direct``); for the ASGI app, ``ObserveMiddleware`` does it around every
-request but the health check and the metrics themselves, so that preflights, 405s and
-refusals are logged and counted too.
+A lane calls ``begin`` once a call's head is read and ``end`` exactly once as it is answered,
+just before the reply's last bytes leave (so that a scrape the caller makes once it has the
+reply counts the call, whichever worker answers it), or given up because its caller went
+(status 499, as nginx logs it). The direct lane does so itself (``_direct``); for the ASGI app,
+``ObserveMiddleware`` does it around every request but the health check and the metrics
+themselves, so that preflights, 405s and refusals are logged and counted too.
 """
 
 from __future__ import annotations
@@ -76,7 +77,13 @@ class ObserveMiddleware:
             return
         observer = self.observer
         began = observer.begin()
-        counts: dict[str, Any] = {"status": GONE_STATUS, "in": 0, "out": 0}
+        counts: dict[str, Any] = {"status": GONE_STATUS, "in": 0, "out": 0, "told": False}
+
+        def tell() -> None:
+            if not counts["told"]:
+                counts["told"] = True
+                client = peer(scope.get("client"))
+                observer.end(began, client, method, path, counts["status"], counts["in"], counts["out"])
 
         async def receive_counted() -> Message:
             message = await receive()
@@ -89,6 +96,8 @@ class ObserveMiddleware:
                 counts["status"] = message["status"]
             elif message["type"] == "http.response.body":
                 counts["out"] += len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    tell()  # before the reply's end leaves: a scrape its caller makes next counts it
             await send(message)
 
         try:
@@ -98,5 +107,4 @@ class ObserveMiddleware:
                 counts["status"] = 500
             raise
         finally:
-            client = peer(scope.get("client"))
-            observer.end(began, client, method, path, counts["status"], counts["in"], counts["out"])
+            tell()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -74,6 +76,37 @@ def test_a_call_logs_one_line_with_client_method_resource_status_time_and_bytes(
     assert [_field(record, name) for name in names] == ["PUT", "/data/xdata", 200, 7, 7]
     assert 0 < _field(record, "duration") < 30
     assert _field(record, "client").startswith("127.0.0.1:")
+
+
+class Held(logging.Handler):
+    """Holds the server as it logs a call for ``HOLD`` s, noting whether the caller had its reply by then."""
+
+    HOLD = 0.3
+
+    def __init__(self, replied: threading.Event) -> None:
+        super().__init__(logging.DEBUG)
+        self.replied = replied
+        self.seen: list[bool] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if getattr(record, "resource", None) == "/held":
+            time.sleep(self.HOLD)  # a reply written before this line would be read by now
+            self.seen.append(self.replied.is_set())
+
+
+def test_a_call_is_logged_and_counted_before_its_reply_leaves(logged_server: dataserve.RunningServer) -> None:
+    # With --workers, the caller's next request (a scrape of /metrics) may reach another worker:
+    # it counts the call only if the call was counted before its reply could arrive.
+    replied = threading.Event()
+    held = Held(replied)
+    logging.getLogger(ACCESS_LOGGER).addHandler(held)
+    try:
+        with _client(logged_server) as client:
+            assert client.send("/held", "x") == "x"
+            replied.set()
+    finally:
+        logging.getLogger(ACCESS_LOGGER).removeHandler(held)
+    assert held.seen == [False]
 
 
 def test_refused_and_failed_calls_are_logged_with_their_status(
