@@ -7,7 +7,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import pytest
@@ -33,7 +33,7 @@ class Lines(logging.Handler):
         """The records of calls to ``resources`` (a test's last line may come in the next test)."""
         return [record for record in self.records if getattr(record, "resource", None) in resources]
 
-    def __enter__(self) -> Lines:
+    def __enter__(self) -> Self:
         logging.getLogger(ACCESS_LOGGER).addHandler(self)
         return self
 
@@ -78,13 +78,13 @@ def test_a_call_logs_one_line_with_client_method_resource_status_time_and_bytes(
     assert _field(record, "client").startswith("127.0.0.1:")
 
 
-class Held(logging.Handler):
+class Held(Lines):
     """Holds the server as it logs a call for ``HOLD`` s, noting whether the caller had its reply by then."""
 
     HOLD = 0.3
 
     def __init__(self, replied: threading.Event) -> None:
-        super().__init__(logging.DEBUG)
+        super().__init__()
         self.replied = replied
         self.seen: list[bool] = []
 
@@ -98,14 +98,9 @@ def test_a_call_is_logged_and_counted_before_its_reply_leaves(logged_server: dat
     # With --workers, the caller's next request (a scrape of /metrics) may reach another worker:
     # it counts the call only if the call was counted before its reply could arrive.
     replied = threading.Event()
-    held = Held(replied)
-    logging.getLogger(ACCESS_LOGGER).addHandler(held)
-    try:
-        with _client(logged_server) as client:
-            assert client.send("/held", "x") == "x"
-            replied.set()
-    finally:
-        logging.getLogger(ACCESS_LOGGER).removeHandler(held)
+    with Held(replied) as held, _client(logged_server) as client:
+        assert client.send("/held", "x") == "x"
+        replied.set()
     assert held.seen == [False]
 
 
