@@ -31,6 +31,7 @@ from __future__ import annotations
 import codecs
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 from ._arrow import ARROW, decode_arrow, encode_arrow, table_kind
@@ -77,6 +78,8 @@ def encode(value: object, codecs: Codecs = NO_CODECS) -> tuple[bytes, str]:
 
 
 def _encode(value: object) -> tuple[bytes, str]:
+    if type(value) in _JSON_EXACT:  # the commonest payloads: no other type need be looked for
+        return _json_body(value)
     if isinstance(value, str):
         try:
             return value.encode("utf-8"), TEXT
@@ -90,13 +93,7 @@ def _encode(value: object) -> tuple[bytes, str]:
     if numpy is not None and isinstance(value, numpy.ndarray):
         return encode_npy(numpy, value), NPY
     if isinstance(value, _JSON_TYPES) or (numpy is not None and isinstance(value, numpy.generic)):
-        try:
-            return _encode_json(value).encode("utf-8"), JSON
-        except (TypeError, ValueError, RecursionError) as exc:
-            detail = "too deeply nested" if isinstance(exc, RecursionError) else str(exc)
-            raise PayloadError(
-                f"cannot send this {type(value).__name__}: {detail}. dataserve sends {_ALLOWED}; {_OTHERS}"
-            ) from None
+        return _json_body(value)
     kind = table_kind(value)  # after the JSON types: a small call pays nothing for tables
     if kind is not None:
         return encode_arrow(value, kind), ARROW
@@ -113,6 +110,9 @@ def decode(body: bytes | bytearray, content_type: str | None, codecs: Codecs = N
     says, and with status 415 for a Content-Type dataserve does not know (or an .npy
     body where NumPy is not installed, an Arrow body where pyarrow is not).
     """
+    own = _DECODERS.get(content_type)  # exactly as dataserve sends it: no codec may claim it
+    if own is not None:
+        return own(body)
     if not content_type:
         if not body:
             return None
@@ -204,6 +204,19 @@ def _charset(params: str) -> str:
 
 _JSON_TYPES = (dict, list, tuple, int, float, type(None))
 
+_JSON_EXACT = frozenset({dict, list, tuple, int, float, bool, type(None)})
+"""The JSON types themselves, not subclasses: a value of one can be of no other type ``encode`` knows."""
+
+
+def _json_body(value: object) -> tuple[bytes, str]:
+    try:
+        return _encode_json(value).encode("utf-8"), JSON
+    except (TypeError, ValueError, RecursionError) as exc:
+        detail = "too deeply nested" if isinstance(exc, RecursionError) else str(exc)
+        raise PayloadError(
+            f"cannot send this {type(value).__name__}: {detail}. dataserve sends {_ALLOWED}; {_OTHERS}"
+        ) from None
+
 
 def _json_default(value: object) -> object:
     """The JSON value of a NumPy bool, integer or floating scalar; TypeError for the rest."""
@@ -259,3 +272,18 @@ def _decode_json(body: bytes | bytearray) -> Any:
                 status=400,
             ) from None
     return value
+
+
+def _decode_utf8(body: bytes | bytearray) -> str:
+    try:
+        return body.decode("utf-8")
+    except UnicodeError as exc:
+        raise PayloadError(f"the body is not valid utf-8 text: {exc}", status=400) from None
+
+
+_DECODERS: dict[str | None, Callable[[bytes | bytearray], Any]] = {
+    JSON: _decode_json,
+    TEXT: _decode_utf8,
+    BYTES: bytes,
+}
+"""The decoders of the Content-Types dataserve sends, by the exact header: a reply skips the parsing."""

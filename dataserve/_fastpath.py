@@ -182,7 +182,9 @@ class FastPath:
         while True:
             try:
                 _send(connection, head, request[2], waits)
-                reply, keep = self._read(connection, request[0])
+                reply, keep = connection.read_reply(
+                    head_request=request[0] == "HEAD", max_size=self.max_reply_size
+                )
                 return reply, keep, connection
             except NotSent as exc:
                 connection.close()

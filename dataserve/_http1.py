@@ -27,7 +27,7 @@ _BUFFER = 64 * 1024
 """Bytes of each connection's receive buffer, reused for every reply: bodies up to this size are
 read into it; larger ones into a buffer of their own."""
 
-_STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([1-9][0-9][0-9])(?: ([\t\x20-\x7e\x80-\xff]*))?")
+_STATUS_LINE = re.compile(r"HTTP/1\.([01]) ([1-9][0-9][0-9])(?: ([\t\x20-\x7e\x80-\xff]*))?")
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,15})[\t ]*(?:;[^\r\n]*)?")
 
 
@@ -107,7 +107,8 @@ class Connection:
         whole call end by ``deadline`` (``time.monotonic()``; None: whenever)."""
         self._timeout = timeout
         self.deadline = deadline
-        self._apply(timeout)
+        if timeout != self._applied:
+            self._apply(timeout)
 
     def _apply(self, timeout: float | None) -> None:
         if timeout == self._applied:
@@ -132,7 +133,8 @@ class Connection:
 
         Raises TimeoutError if the server takes nothing for the timeout.
         """
-        self._before_io()
+        if self.deadline is not None:
+            self._before_io()
         try:
             if len(body) < _BUFFER:
                 self.sock.sendall(head + body if body else head)
@@ -155,19 +157,26 @@ class Connection:
                 break
             if status == 101:
                 raise ProtocolError("the server switched protocols, which a dataserve call never asks for")
-        keep_alive = _keep_alive(version, headers)
-        chunked = headers.get("transfer-encoding", "").lower().endswith("chunked")
+        connection = headers.get("connection")
+        keep_alive = version == 1 if connection is None else _keep_alive(version, connection)
+        coding = headers.get("transfer-encoding")
         length = headers.get("content-length")
         if head_request or status in (204, 304):
             body = b""
-        elif chunked:
+        elif coding is not None and coding.lower().endswith("chunked"):
             body = self._read_chunked(max_size)
         elif length is not None:
             if not length.isdigit():
                 raise ProtocolError(f"the server's reply has a bad Content-Length: {length!r}")
             size = int(length)
-            _check_size(size, max_size)
-            body = self._read_exact(size)
+            if max_size is not None and size > max_size:
+                raise ReplyTooLarge(size, max_size)
+            start = self._start
+            if size <= self._end - start:  # a small reply, all in: no more to wait for
+                body = bytes(self._view[start : start + size])
+                self._start = start + size
+            else:
+                body = self._read_exact(size)
         else:
             body = self._read_to_close(max_size)
             keep_alive = False
@@ -188,7 +197,8 @@ class Connection:
             if self._start == 0:
                 raise ProtocolError("a line of the server's reply is too long")
             self._compact()
-        self._before_io()
+        if self.deadline is not None:
+            self._before_io()
         try:
             count = self.sock.recv_into(self._view[self._end :])
         except BlockingIOError:  # what the kernel's timeout raises
@@ -203,6 +213,9 @@ class Connection:
         self._start, self._end = 0, size
 
     def _read_head(self) -> tuple[int, int, str, dict[str, str]]:
+        if self._start == self._end:  # nothing unread: the reply's first bytes are still to come
+            self._start = self._end = 0
+            self._receive()
         searched = 0  # bytes after self._start already searched for the blank line
         while (end := self._buffer.find(b"\r\n\r\n", self._start + max(0, searched - 3), self._end)) < 0:
             if self._end - self._start >= MAX_HEAD:
@@ -292,28 +305,34 @@ class Connection:
 
 def _parse_head(head: bytes) -> tuple[int, int, str, dict[str, str]]:
     """The HTTP minor version, status, reason phrase and headers of a reply's head."""
-    status_line, *lines = head.split(b"\r\n")
+    # Decoded once, as latin-1 maps each byte to one character: the names this client reads
+    # are ASCII, and lower-casing a latin-1 character never makes one.
+    status_line, *lines = head.decode("latin-1").split("\r\n")
     match = _STATUS_LINE.fullmatch(status_line)
     if match is None:
         raise ProtocolError(
-            f"the server's reply does not start with an HTTP/1.x status line: {status_line[:80]!r}"
+            "the server's reply does not start with an HTTP/1.x status line: "
+            f"{status_line[:80].encode('latin-1')!r}"
         )
     headers: dict[str, str] = {}
     for line in lines:
-        name, colon, value = line.partition(b":")
+        name, colon, value = line.partition(":")
         # Only the names this client reads could change what a reply means: no space around any.
-        if not colon or not name or name.strip(b" \t") != name:
-            raise ProtocolError(f"the server's reply has a malformed header line: {line[:80]!r}")
-        key = name.lower().decode("latin-1")
-        text = value.strip(b" \t").decode("latin-1")
+        if not colon or not name or name.strip(" \t") != name:
+            raise ProtocolError(
+                f"the server's reply has a malformed header line: {line[:80].encode('latin-1')!r}"
+            )
+        key = name.lower()
+        text = value.strip(" \t")
         if key == "content-length" and headers.get(key, text) != text:
             raise ProtocolError("the server's reply has two different Content-Length headers")
         headers[key] = text
-    return int(match[1]), int(match[2]), (match[3] or b"").decode("latin-1"), headers
+    return int(match[1]), int(match[2]), match[3] or "", headers
 
 
-def _keep_alive(version: int, headers: dict[str, str]) -> bool:
-    tokens = {token.strip().lower() for token in headers.get("connection", "").split(",")}
+def _keep_alive(version: int, connection: str) -> bool:
+    """Whether a reply of HTTP/1.``version`` with Connection: ``connection`` keeps its connection."""
+    tokens = {token.strip().lower() for token in connection.split(",")}
     if "close" in tokens:
         return False
     return version == 1 or "keep-alive" in tokens
