@@ -86,19 +86,25 @@ class CallCore:
 
     # Before the body
 
-    def refusal(self, path: str, headers: Sequence[tuple[bytes, bytes]], length: int | None) -> Reply | None:
+    def refusal(
+        self,
+        path: str,
+        headers: Sequence[tuple[bytes, bytes]],
+        length: int | None,
+        *,
+        head_bounded: bool = False,
+    ) -> Reply | None:
         """The reply to a call refused from its head alone, or None to go on and ``admit`` it.
 
         ``path`` is the decoded request path relative to the app, ``headers`` the request's
         headers with lower-case names, and ``length`` its declared Content-Length, if any.
+        ``head_bounded`` says the lane has already held the head to ``max_head_size``, as
+        dataserve's own protocol does while it comes.
         """
-        header_bytes = sum(len(name) + len(value) for name, value in headers)
-        if header_bytes > self.limits.max_head_size:  # on any server; dataserve's own refuses sooner
-            message = (
-                f"the request's headers take {header_bytes:,} bytes, over the "
-                f"{self.limits.max_head_size:,} taken (max_head_size); send fewer or smaller headers"
-            )
-            return error_reply(431, "headers_too_large", message)
+        if not head_bounded:
+            too_large = self._headers_refusal(headers)
+            if too_large is not None:
+                return too_large
         if self.token is not None:
             given = next((value for name, value in headers if name == b"authorization"), None)
             refused = refusal(None if given is None else given.decode("latin-1"), self.token)
@@ -124,6 +130,17 @@ class CallCore:
         if self.refuse_while_loading and self.lifecycle.state in (State.IDLE, State.STARTING):
             return self._loading()
         return None
+
+    def _headers_refusal(self, headers: Sequence[tuple[bytes, bytes]]) -> Reply | None:
+        """The 431 to headers over ``max_head_size``, which any server may have let through."""
+        header_bytes = sum(len(name) + len(value) for name, value in headers)
+        if header_bytes <= self.limits.max_head_size:
+            return None
+        message = (
+            f"the request's headers take {header_bytes:,} bytes, over the "
+            f"{self.limits.max_head_size:,} taken (max_head_size); send fewer or smaller headers"
+        )
+        return error_reply(431, "headers_too_large", message)
 
     def _loading(self) -> Reply:
         """The reply to a call refused while ``setup()`` runs: it never reached the handler."""

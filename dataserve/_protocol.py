@@ -147,9 +147,10 @@ class HTTPProtocol(HttpToolsProtocol):
         self._head_size = 0
         self._url_parts: list[bytes] = []
         self._target_size = 0
-        self._header_seen = False
         self._refusal: tuple[int, str, str] | None = None
         self._head_timer: asyncio.TimerHandle | None = None
+        self._head_began = 0.0
+        """When the head under way began to come (``loop.time()``): the connection, or its first byte."""
         self._body_bytes = 0
         self._body_watch: RateWatch | None = None
         self._send_watch: RateWatch | None = None
@@ -179,7 +180,8 @@ class HTTPProtocol(HttpToolsProtocol):
             message = f"the server has {limit} connections open (max_connections); try again shortly"
             self._send_error(503, "overloaded", message, {"retry-after": "1"})
             return
-        self._arm_head_timer()
+        self._head_began = self.loop.time()
+        self._arm_head_timer(self.limits.head_timeout)
         if isinstance(self.server_state, StoppingState) and self.server_state.stopping:
             self.shutdown()  # accepted from the queue as the server stops: one call, then closed
 
@@ -299,8 +301,9 @@ class HTTPProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self._url_parts = []
         self._target_size = 0
-        self._header_seen = False
-        self._arm_head_timer()
+        self._head_began = self.loop.time()
+        if self._head_timer is None:
+            self._arm_head_timer(self.limits.head_timeout)
 
     def on_url(self, url: bytes) -> None:
         # Gathered in parts and joined once: uvicorn's own concatenation takes time in proportion
@@ -311,13 +314,8 @@ class HTTPProtocol(HttpToolsProtocol):
             return
         self._url_parts.append(url)
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_seen = True
-        super().on_header(name, value)
-
     def on_headers_complete(self) -> None:
         self._in_head = False
-        self._cancel_head_timer()
         if self._refusal is not None:
             return
         self.url = b"".join(self._url_parts)
@@ -403,7 +401,7 @@ class HTTPProtocol(HttpToolsProtocol):
         call = DirectCall(self, core, path, content_type, keep_alive)
         if core.observer is not None:
             call.observe(core.observer, parser.get_method().decode("ascii"), length, peer(self.client))
-        refused = core.refusal(path, self.headers, length) or core.admit(length)
+        refused = core.refusal(path, self.headers, length, head_bounded=True) or core.admit(length)
         if refused is not None:
             call.refused = refused
             return call
@@ -487,9 +485,10 @@ class HTTPProtocol(HttpToolsProtocol):
 
     # The guards
 
-    def _arm_head_timer(self) -> None:
-        if self._head_timer is None:
-            self._head_timer = self.loop.call_later(self.limits.head_timeout, self._head_timed_out)
+    def _arm_head_timer(self, delay: float) -> None:
+        """Look at the head under way in ``delay`` seconds. One timer serves a connection's requests,
+        looked at and armed again as it fires, rather than one armed and cancelled for each."""
+        self._head_timer = self.loop.call_later(delay, self._head_timed_out)
 
     def _cancel_head_timer(self) -> None:
         if self._head_timer is not None:
@@ -498,10 +497,16 @@ class HTTPProtocol(HttpToolsProtocol):
 
     def _head_timed_out(self) -> None:
         self._head_timer = None
-        if self.transport.is_closing() or not self._in_head:
+        if self.transport.is_closing():
             return
+        if not (self._in_head and (self._receiving or self._requests == 0)):
+            return  # no head under way: the next request's first byte arms the timer again
+        now = self.loop.time()
         if self.flow.read_paused:  # the server holds the client back: its time does not count
-            self._arm_head_timer()
+            self._head_began = now
+        left = self._head_began + self.limits.head_timeout - now
+        if left > 0:
+            self._arm_head_timer(left)
             return
         warn(
             "head_timeout",
@@ -514,7 +519,7 @@ class HTTPProtocol(HttpToolsProtocol):
 
     def _refuse_head(self) -> None:
         """Refuse a head that grew past ``max_head_size``: 431, or 414 while no header has come yet."""
-        if self._header_seen:
+        if self.headers:  # uvicorn's, of the request under way: a header has come whole
             self._refuse(431, "headers_too_large", self._head_message("head"))
         else:
             self._refuse(414, "uri_too_long", self._head_message("request line"))
