@@ -81,6 +81,34 @@ def test_an_idle_keep_alive_connection_is_not_taken_for_a_slow_head() -> None:
         assert client.send("/r", 2) == 2
 
 
+CALL = b"PUT /r HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 2\r\n\r\nhi"
+
+
+def test_each_request_of_a_kept_connection_has_head_timeout_from_its_own_first_byte() -> None:
+    # One timer serves a connection's requests: it must count from each head's first byte,
+    # not from the first request's, and still cut a later head that stalls.
+    with (
+        dataserve.serve(EchoHandler, limits=Limits(head_timeout=0.6)) as server,
+        Logged() as warnings,
+        connect(server) as sock,
+    ):
+        sock.sendall(CALL)
+        assert receive_reply(sock).body == b"hi"
+        time.sleep(0.45)  # idle, then a head that comes in two parts 0.3 s apart
+        sock.sendall(CALL[:10])
+        time.sleep(0.3)  # past 0.6 s since the first request, within 0.6 s of this head's first byte
+        sock.sendall(CALL[10:])
+        assert receive_reply(sock).body == b"hi"
+        sock.sendall(CALL[:10])  # a head that stalls: cut once its own 0.6 s are up
+        began = time.monotonic()
+        data = receive_all(sock)
+        assert 0.4 < time.monotonic() - began < 10
+    reply = split_reply(data)
+    assert reply is not None
+    assert reply[0].status == 408
+    assert "no whole request head in 0.6 s (head_timeout)" in warnings.text
+
+
 def test_a_request_line_past_the_limit_is_414_as_it_arrives() -> None:
     with dataserve.serve(EchoHandler) as server, connect(server) as sock:
         sock.sendall(b"PUT /" + b"a" * (20 * 1024))  # no end of line: the server need not wait for one
