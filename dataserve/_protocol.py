@@ -142,6 +142,11 @@ class HTTPProtocol(HttpToolsProtocol):
         """Bytes of replies written that the transport may still hold, counted as held by the core."""
         self._answered_later = False
         """Whether the next request waits for the replies written to drain."""
+        self._idle_since: float | None = None
+        """Since when the connection waits for a request after its last reply (``loop.time()``)."""
+        self._defaults: list[tuple[bytes, bytes]] | None = None
+        self._default_lines = b""
+        """uvicorn's default headers (the date, the server), as the lines of a reply's head."""
         # The guards' state
         self._in_head = True
         self._head_size = 0
@@ -187,6 +192,9 @@ class HTTPProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
+        if self.timeout_keep_alive_task is not None:
+            self.timeout_keep_alive_task.cancel()
+            self.timeout_keep_alive_task = None
         if self._first_request_timer is not None:
             self._first_request_timer.cancel()
         self._outgoing.clear()
@@ -362,6 +370,36 @@ class HTTPProtocol(HttpToolsProtocol):
             return
         call.body_received()
 
+    def on_response_complete(self) -> None:
+        """uvicorn's, but for its keep-alive timer: one per connection, looked at again as it fires
+        (``_keep_alive_due``), instead of one armed after each reply and cancelled by the next request."""
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self._idle_since = None
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+            return
+        self._idle_since = self.loop.time()
+        if self.timeout_keep_alive_task is None:
+            self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self._keep_alive_due)
+
+    def _unset_keepalive_if_required(self) -> None:
+        """What uvicorn calls as a request's bytes come: the connection is no longer idle."""
+        self._idle_since = None
+
+    def _keep_alive_due(self) -> None:
+        self.timeout_keep_alive_task = None
+        if self._idle_since is None:
+            return  # a request came: its reply arms the timer again
+        left = self._idle_since + self.timeout_keep_alive - self.loop.time()
+        if left > 0:
+            self.timeout_keep_alive_task = self.loop.call_later(left, self._keep_alive_due)
+            return
+        self.timeout_keep_alive_handler()
+
     def _start_asgi_task(self, cycle: Any, app: Any) -> None:
         self._current = cycle
         if isinstance(cycle, DirectCall):
@@ -433,9 +471,11 @@ class HTTPProtocol(HttpToolsProtocol):
 
     def write_reply(self, reply: Reply, keep_alive: bool) -> None:
         """Write ``reply`` as an HTTP/1.1 response; replies ready together leave in one write."""
-        head = [STATUS_LINE[reply.status]]
-        for default, given in self.server_state.default_headers:
-            head += [default, b": ", given, b"\r\n"]
+        defaults = self.server_state.default_headers  # a new list each second, for the date
+        if defaults is not self._defaults:
+            self._defaults = defaults
+            self._default_lines = b"".join(b"%s: %s\r\n" % (name, value) for name, value in defaults)
+        head = [STATUS_LINE[reply.status], self._default_lines]
         for name, value in reply.headers.items():
             head.append(f"{name}: {value}\r\n".encode("latin-1"))
         head.append(b"content-length: %d\r\n" % len(reply.body))

@@ -109,6 +109,23 @@ def test_each_request_of_a_kept_connection_has_head_timeout_from_its_own_first_b
     assert "no whole request head in 0.6 s (head_timeout)" in warnings.text
 
 
+def test_a_kept_connection_is_closed_keep_alive_timeout_after_its_last_reply_not_its_first() -> None:
+    # One keep-alive timer serves a connection's replies: each reply counts the idle time anew.
+    with (
+        dataserve.serve(EchoHandler, keep_alive_timeout=2) as server,
+        connect(server) as sock,
+    ):
+        for _ in range(3):  # 2.4 s in all, never 2 s idle
+            sock.sendall(CALL)
+            assert receive_reply(sock).body == b"hi"
+            time.sleep(1.2)
+        sock.sendall(CALL)
+        assert receive_reply(sock).body == b"hi"
+        idle = time.monotonic()
+        assert receive_all(sock) == b""  # closed, idle
+        assert 1.5 < time.monotonic() - idle < 15
+
+
 def test_a_request_line_past_the_limit_is_414_as_it_arrives() -> None:
     with dataserve.serve(EchoHandler) as server, connect(server) as sock:
         sock.sendall(b"PUT /" + b"a" * (20 * 1024))  # no end of line: the server need not wait for one
