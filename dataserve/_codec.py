@@ -29,11 +29,11 @@ as a 0-d array, which keeps its dtype.
 from __future__ import annotations
 
 import codecs
-import json
 import re
 from collections.abc import Callable
 from typing import Any
 
+from . import _json
 from ._arrow import ARROW, decode_arrow, encode_arrow, table_kind
 from ._errors import PayloadError
 from ._npy import NPY, decode_npy, encode_npy, imported
@@ -210,45 +210,13 @@ _JSON_EXACT = frozenset({dict, list, tuple, int, float, bool, type(None)})
 
 def _json_body(value: object) -> tuple[bytes, str]:
     try:
-        return _encode_json(value).encode("utf-8"), JSON
+        return _json.dumps(value).encode("utf-8"), JSON
     except (TypeError, ValueError, RecursionError) as exc:
         detail = "too deeply nested" if isinstance(exc, RecursionError) else str(exc)
         raise PayloadError(
             f"cannot send this {type(value).__name__}: {detail}. dataserve sends {_ALLOWED}; {_OTHERS}"
         ) from None
 
-
-def _json_default(value: object) -> object:
-    """The JSON value of a NumPy bool, integer or floating scalar; TypeError for the rest."""
-    kind = table_kind(value)
-    if kind is not None:
-        raise TypeError(
-            f"a {kind} travels only as the whole payload, not inside a list, tuple or dict; "
-            "send one table per call"
-        )
-    numpy = imported("numpy")
-    if numpy is not None:
-        if isinstance(value, numpy.ndarray):
-            raise TypeError(
-                "a numpy.ndarray travels only as the whole payload, not inside a list, tuple or dict; "
-                "send one array per call, or convert it with .tolist()"
-            )
-        if isinstance(value, numpy.generic):
-            item = value.item() if value.dtype.kind in "biuf" else None
-            if type(item) in (bool, int, float):
-                return item
-            raise TypeError(
-                f"a numpy.{type(value).__name__} scalar has no JSON value; "
-                "send numpy.asarray(value) to send it as a 0-d array"
-            )
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-
-
-# Written as UTF-8, so that a str with lone surrogates (not valid Unicode) is refused here
-# at any depth, as the decoder refuses it, rather than escaped as \\ud800.
-_encode_json = json.JSONEncoder(
-    allow_nan=True, ensure_ascii=False, separators=(",", ":"), default=_json_default
-).encode
 
 # A \\uD800-\\uDFFF escape not in a surrogate pair; its match only prompts the full check.
 _LONE_SURROGATE = re.compile(
@@ -258,13 +226,13 @@ _LONE_SURROGATE = re.compile(
 
 def _decode_json(body: bytes | bytearray) -> Any:
     try:
-        value = json.loads(body)
+        value = _json.loads(body)
     except (ValueError, RecursionError) as exc:
         detail = "too deeply nested" if isinstance(exc, RecursionError) else str(exc)
         raise PayloadError(f"the body is not valid JSON: {detail}", status=400) from None
     if _LONE_SURROGATE.search(body):
         try:
-            _encode_json(value).encode("utf-8")
+            _json.dumps(value).encode("utf-8")
         except UnicodeEncodeError:
             raise PayloadError(
                 "the JSON holds a string with a lone surrogate escape such as \\ud800, which is not "
