@@ -306,7 +306,11 @@ class HTTPProtocol(HttpToolsProtocol):
         if self._first_request_timer is not None:
             self._first_request_timer.cancel()
             self._first_request_timer = None
-        super().on_message_begin()
+        # What uvicorn's on_message_begin sets, but its ASGI scope: a direct call needs none, and
+        # one is made (``_begin_asgi_request``) once a request turns out to be uvicorn's to answer.
+        self.url = b""
+        self.expect_100_continue = False
+        self.headers = []
         self._url_parts = []
         self._target_size = 0
         self._head_began = self.loop.time()
@@ -329,6 +333,7 @@ class HTTPProtocol(HttpToolsProtocol):
         self.url = b"".join(self._url_parts)
         call = self._direct_call()
         if call is None:
+            self._begin_asgi_request()
             self._flush()  # uvicorn writes its replies itself: what is queued goes first
             super().on_headers_complete()
             if self._stopping and self.cycle is not None:
@@ -345,6 +350,14 @@ class HTTPProtocol(HttpToolsProtocol):
             self.pipeline.appendleft((call, None))  # type: ignore[arg-type]
             if len(self.pipeline) >= _PIPELINE_DEPTH:
                 self.flow.pause_reading()
+
+    def _begin_asgi_request(self) -> None:
+        """Begin the request whose head was just read as uvicorn does (its ASGI scope), keeping its head."""
+        headers, url, expect_100_continue = self.headers, self.url, self.expect_100_continue
+        super().on_message_begin()
+        self.headers.extend(headers)  # the list the scope holds
+        self.url = url
+        self.expect_100_continue = expect_100_continue
 
     def on_body(self, body: bytes) -> None:
         self._body_bytes += len(body)
@@ -414,12 +427,8 @@ class HTTPProtocol(HttpToolsProtocol):
         """The direct call of the request whose headers were just parsed, or None for uvicorn to take it."""
         core = self.core
         parser = self.parser
-        if (
-            core is None
-            or self.expect_100_continue
-            or parser.get_method() not in _CALL_METHODS
-            or parser.should_upgrade()
-        ):
+        method = parser.get_method()
+        if core is None or self.expect_100_continue or method not in _CALL_METHODS or parser.should_upgrade():
             return None
         length = 0
         content_type = None
@@ -432,13 +441,17 @@ class HTTPProtocol(HttpToolsProtocol):
                 content_type = value.decode("latin-1")
             elif name == b"origin" and core.cors:
                 return None  # a browser's call: the app's CORS middleware answers it
-        path = httptools.parse_url(self.url).path.decode("ascii")
+        url = self.url
+        if url[:1] == b"/" and url[1:2] != b"/" and b"?" not in url and b"#" not in url:
+            path = url.decode("ascii")  # a plain path, as a client sends a call's
+        else:
+            path = httptools.parse_url(url).path.decode("ascii")
         if "%" in path:
             path = unquote(path)
         keep_alive = parser.get_http_version() != "1.0" and parser.should_keep_alive()
         call = DirectCall(self, core, path, content_type, keep_alive)
         if core.observer is not None:
-            call.observe(core.observer, parser.get_method().decode("ascii"), length, peer(self.client))
+            call.observe(core.observer, method.decode("ascii"), length, peer(self.client))
         refused = core.refusal(path, self.headers, length, head_bounded=True) or core.admit(length)
         if refused is not None:
             call.refused = refused
