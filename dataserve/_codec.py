@@ -69,6 +69,8 @@ def encode(value: object, codecs: Codecs = NO_CODECS) -> tuple[bytes, str]:
     Raises PayloadError, naming the type, for a value dataserve cannot carry.
     """
     try:
+        if type(value) in _JSON_EXACT:  # the commonest payloads: no other type need be looked for
+            return _json_body(value)
         return _encode(value)
     except PayloadError:
         codec = codecs.for_value(value)
@@ -78,8 +80,6 @@ def encode(value: object, codecs: Codecs = NO_CODECS) -> tuple[bytes, str]:
 
 
 def _encode(value: object) -> tuple[bytes, str]:
-    if type(value) in _JSON_EXACT:  # the commonest payloads: no other type need be looked for
-        return _json_body(value)
     if isinstance(value, str):
         try:
             return value.encode("utf-8"), TEXT

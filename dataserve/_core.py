@@ -182,7 +182,7 @@ class CallCore:
     @property
     def takes_threads(self) -> bool:
         """Whether calls can go to the handler threads at once: a plain handler, and ready."""
-        return not self.is_async and self.lifecycle.state.serves
+        return not self.is_async and self.lifecycle.serves
 
     async def call(
         self, resource: str, body: bytes, content_type: str | None, gone: Callable[[], bool] | None = None
@@ -214,10 +214,10 @@ class CallCore:
         task that runs it is returned, which the lane must keep until it is done (the event
         loop keeps only a weak reference to a task).
         """
-        if self.takes_threads:
-            self.threads.submit(loop, self.respond, (resource, body, content_type, gone), done)
-            return None
-        if self.lifecycle.state.serves:
+        if self.lifecycle.serves:
+            if not self.is_async:
+                self.threads.submit(loop, self.respond, (resource, body, content_type, gone), done)
+                return None
             return loop.create_task(self._answer_async(resource, body, content_type, gone, done))
 
         async def run() -> None:

@@ -59,6 +59,8 @@ class Lifecycle:
         self.name = type(handler).__name__
         self.on_failure = on_failure or _exit_process
         self._state = State.IDLE
+        self.serves = False
+        """Whether the handler takes calls now (``state.serves``), read by every call."""
         self.error: BaseException | None = None
         self.setup_seconds: float | None = None
         """How long ``setup()`` took, once it has finished."""
@@ -77,6 +79,7 @@ class Lifecycle:
     def state(self, state: State) -> None:
         changed = state is not self._state
         self._state = state
+        self.serves = state.serves
         if changed:
             for listener in self.listeners:
                 listener(state)
