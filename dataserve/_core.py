@@ -86,25 +86,15 @@ class CallCore:
 
     # Before the body
 
-    def refusal(
-        self,
-        path: str,
-        headers: Sequence[tuple[bytes, bytes]],
-        length: int | None,
-        *,
-        head_bounded: bool = False,
-    ) -> Reply | None:
+    def refusal(self, path: str, headers: Sequence[tuple[bytes, bytes]], length: int | None) -> Reply | None:
         """The reply to a call refused from its head alone, or None to go on and ``admit`` it.
 
         ``path`` is the decoded request path relative to the app, ``headers`` the request's
         headers with lower-case names, and ``length`` its declared Content-Length, if any.
-        ``head_bounded`` says the lane has already held the head to ``max_head_size``, as
-        dataserve's own protocol does while it comes.
         """
-        if not head_bounded:
-            too_large = self._headers_refusal(headers)
-            if too_large is not None:
-                return too_large
+        too_large = self._headers_refusal(headers)  # on any server: dataserve's own refuses most sooner
+        if too_large is not None:
+            return too_large
         if self.token is not None:
             given = next((value for name, value in headers if name == b"authorization"), None)
             refused = refusal(None if given is None else given.decode("latin-1"), self.token)
@@ -132,7 +122,8 @@ class CallCore:
         return None
 
     def _headers_refusal(self, headers: Sequence[tuple[bytes, bytes]]) -> Reply | None:
-        """The 431 to headers over ``max_head_size``, which any server may have let through."""
+        """The 431 to headers over ``max_head_size``: dataserve's protocol counts a head's bytes as they
+        come, but not those that came in one read with the request before, so this check stays."""
         header_bytes = sum(len(name) + len(value) for name, value in headers)
         if header_bytes <= self.limits.max_head_size:
             return None

@@ -452,7 +452,7 @@ class HTTPProtocol(HttpToolsProtocol):
         call = DirectCall(self, core, path, content_type, keep_alive)
         if core.observer is not None:
             call.observe(core.observer, method.decode("ascii"), length, peer(self.client))
-        refused = core.refusal(path, self.headers, length, head_bounded=True) or core.admit(length)
+        refused = core.refusal(path, self.headers, length) or core.admit(length)
         if refused is not None:
             call.refused = refused
             return call

@@ -145,6 +145,26 @@ def test_headers_past_the_limit_are_431_before_their_end_arrives() -> None:
     assert "max_head_size" in reply.json()["message"]
 
 
+def test_headers_past_the_limit_are_431_when_they_come_in_one_read_with_the_body_before() -> None:
+    # The protocol counts a head's bytes as reads come in while it waits for a head; a head that
+    # comes in the same read as the end of the body before is still held to max_head_size.
+    with dataserve.serve(EchoHandler, limits=Limits(max_head_size=4096)) as server, connect(server) as sock:
+        sock.sendall(CALL[:-1])  # the first call, but the last byte of its body
+        time.sleep(0.3)  # read: the server now waits for the rest of the body
+        large = b"PUT /r HTTP/1.1\r\nHost: x\r\nX-Large: " + b"a" * 6000 + b"\r\nContent-Length: 0\r\n\r\n"
+        sock.sendall(CALL[-1:] + large)
+        data = b""
+        while (first := split_reply(data)) is None or split_reply(first[1]) is None:
+            chunk = sock.recv(65536)
+            assert chunk, data[:300]
+            data += chunk
+        second = split_reply(first[1])
+    assert first[0].body == b"hi"
+    assert second is not None
+    assert second[0].status == 431
+    assert "max_head_size" in second[0].json()["message"]
+
+
 def test_a_huge_head_in_small_pieces_is_refused_in_time_that_grows_with_its_size() -> None:
     # uvicorn joins a target's pieces one by one: the time for 20,000 pieces grew with their square.
     with dataserve.serve(EchoHandler) as server:
