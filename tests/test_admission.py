@@ -11,6 +11,7 @@ import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ import pytest
 import dataserve
 from dataserve import HTTPDataClient, HTTPDataHandler, Limits, PayloadError, ServerUnavailable
 from dataserve._admission import Admission
+from tests.conftest import wait_for
 from tests.test_app_bad_input import receive_reply
 
 pytestmark = pytest.mark.usefixtures("server_lane")
@@ -119,13 +121,13 @@ def test_calls_sent_and_abandoned_never_reach_the_handler_and_hold_up_no_one() -
         busy = threading.Thread(target=_send, args=(server.port, "/hold", None))
         busy.start()
         assert handler.held.wait(30)  # the handler is busy until released: what comes now waits
-        sending = time.monotonic()
         for _ in range(300):  # sent, and the caller gone at once
             with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
                 sock.sendall(JSON_HEAD + b"Content-Length: 1\r\n\r\n7")
-        # The server sees each close as it reads the connection: it gets as long to catch up as
-        # the sending took, and half a second at least.
-        time.sleep(max(0.5, time.monotonic() - sending))
+        # The server sees each close as it reads the connection: wait until it has closed them all
+        # (on a slow machine that took longer than the sending), then for its tasks to hear of it.
+        wait_for(lambda: _closed_by_client_only(server.port) == 0, "the server to close them", 60)
+        time.sleep(0.5)
         handler.released.set()
         began = time.monotonic()
         with HTTPDataClient(server.port, "http://127.0.0.1:", timeout=30) as client:
@@ -134,6 +136,16 @@ def test_calls_sent_and_abandoned_never_reach_the_handler_and_hold_up_no_one() -
         busy.join(10)
     assert waited < 5, f"an honest caller waited {waited:.1f} s behind abandoned calls"
     assert ran <= 2 + 30, f"the handler ran {ran} calls, most of them for callers long gone"
+
+
+def _closed_by_client_only(port: int) -> int:
+    """The server's connections on ``port`` that their clients closed and it has not yet (CLOSE_WAIT)."""
+    count = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "08":
+            count += 1
+    return count
 
 
 def test_json_past_max_json_size_is_413_before_its_body_is_read() -> None:
