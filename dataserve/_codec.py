@@ -29,6 +29,7 @@ as a 0-d array, which keeps its dtype.
 from __future__ import annotations
 
 import codecs
+import functools
 import re
 from collections.abc import Callable
 from typing import Any
@@ -242,16 +243,9 @@ def _decode_json(body: bytes | bytearray) -> Any:
     return value
 
 
-def _decode_utf8(body: bytes | bytearray) -> str:
-    try:
-        return body.decode("utf-8")
-    except UnicodeError as exc:
-        raise PayloadError(f"the body is not valid utf-8 text: {exc}", status=400) from None
-
-
 _DECODERS: dict[str | None, Callable[[bytes | bytearray], Any]] = {
     JSON: _decode_json,
-    TEXT: _decode_utf8,
+    TEXT: functools.partial(_decode_text, charset="utf-8"),
     BYTES: bytes,
 }
 """The decoders of the Content-Types dataserve sends, by the exact header: a reply skips the parsing."""

@@ -107,8 +107,7 @@ class Connection:
         whole call end by ``deadline`` (``time.monotonic()``; None: whenever)."""
         self._timeout = timeout
         self.deadline = deadline
-        if timeout != self._applied:
-            self._apply(timeout)
+        self._apply(timeout)
 
     def _apply(self, timeout: float | None) -> None:
         if timeout == self._applied:
@@ -133,8 +132,7 @@ class Connection:
 
         Raises TimeoutError if the server takes nothing for the timeout.
         """
-        if self.deadline is not None:
-            self._before_io()
+        self._before_io()
         try:
             if len(body) < _BUFFER:
                 self.sock.sendall(head + body if body else head)
@@ -157,8 +155,7 @@ class Connection:
                 break
             if status == 101:
                 raise ProtocolError("the server switched protocols, which a dataserve call never asks for")
-        connection = headers.get("connection")
-        keep_alive = version == 1 if connection is None else _keep_alive(version, connection)
+        keep_alive = _keep_alive(version, headers.get("connection", ""))
         coding = headers.get("transfer-encoding")
         length = headers.get("content-length")
         if head_request or status in (204, 304):
@@ -169,14 +166,8 @@ class Connection:
             if not length.isdigit():
                 raise ProtocolError(f"the server's reply has a bad Content-Length: {length!r}")
             size = int(length)
-            if max_size is not None and size > max_size:
-                raise ReplyTooLarge(size, max_size)
-            start = self._start
-            if size <= self._end - start:  # a small reply, all in: no more to wait for
-                body = bytes(self._view[start : start + size])
-                self._start = start + size
-            else:
-                body = self._read_exact(size)
+            _check_size(size, max_size)
+            body = self._read_exact(size)
         else:
             body = self._read_to_close(max_size)
             keep_alive = False
@@ -197,8 +188,7 @@ class Connection:
             if self._start == 0:
                 raise ProtocolError("a line of the server's reply is too long")
             self._compact()
-        if self.deadline is not None:
-            self._before_io()
+        self._before_io()
         try:
             count = self.sock.recv_into(self._view[self._end :])
         except BlockingIOError:  # what the kernel's timeout raises
